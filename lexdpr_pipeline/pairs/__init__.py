@@ -1,0 +1,1 @@
+"""Training data: queries, citation-linked positives, hard negatives, splits, analysis."""

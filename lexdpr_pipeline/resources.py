@@ -1,0 +1,86 @@
+"""Dagster resources: project paths, the law.go.kr API client, and the Parquet IO manager."""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lexdpr_pipeline.sources.lawgo.client import LawGoClient
+from lexdpr_pipeline.storage import write_parquet
+
+
+class LexDprProject(dg.ConfigurableResource):
+    """Project-wide settings the assets need: where data lives, where the mirrors are, ingest defaults."""
+
+    data_dir: str
+    mirror_dir: str
+    ingest_source: str = "mirror"
+    ingest_max_items: int | None = None
+    ingest_fmt: str = "XML"
+
+    @property
+    def data(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def mirror(self) -> Path:
+        return Path(self.mirror_dir).resolve()
+
+    @property
+    def raw_lawgo(self) -> Path:
+        return self.data / "raw" / "lawgo"
+
+    @property
+    def reports(self) -> Path:
+        return self.data / "reports"
+
+
+class LawGoApi(dg.ConfigurableResource):
+    """law.go.kr DRF API client settings. ``oc`` comes from ``EnvVar("LAW_GO_KR_OC")`` and is never logged."""
+
+    base_url: str = "https://www.law.go.kr/DRF"
+    oc: str | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    rate_limit_per_s: float = 2.0
+    user_agent: str = "LexDPR/0.1"
+
+    def client(self) -> LawGoClient:
+        if not self.oc:
+            raise dg.Failure(
+                "The law.go.kr API needs an OC key: set LAW_GO_KR_OC (the e-mail id of your open.law.go.kr "
+                "account) or use source=mirror."
+            )
+        return LawGoClient(
+            base_url=self.base_url,
+            oc=self.oc,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+            rate_limit_per_s=self.rate_limit_per_s,
+            user_agent=self.user_agent,
+        )
+
+
+class PolarsParquetIOManager(dg.ConfigurableIOManager):
+    """Stores polars frames as ``{base_dir}/{asset key path}.parquet``, written atomically."""
+
+    base_dir: str
+
+    def _path(self, key: dg.AssetKey) -> Path:
+        return Path(self.base_dir).resolve().joinpath(*key.path).with_suffix(".parquet")
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+        if not isinstance(obj, pl.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()} must return a polars DataFrame")
+        path = write_parquet(obj, self._path(context.asset_key))
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        path = self._path(context.asset_key)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: materialize {context.asset_key.to_user_string()} first")
+        return pl.read_parquet(path)

@@ -1,0 +1,1 @@
+"""Retrieval: BM25 (and later dense/FAISS and hybrid) search."""

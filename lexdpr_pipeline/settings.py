@@ -1,0 +1,186 @@
+"""Effective configuration: defaults < config YAML < environment < command-line overrides.
+
+- YAML: ``--config FILE``, else ``$LEXDPR_CONFIG``, else ``./lexdpr.yaml`` when present. Same nesting as the model.
+- Environment: the named variables in :data:`ENV_VARS` (e.g. ``LEXDPR_MIRROR_DIR``, ``LAW_GO_KR_OC``), plus any
+  ``LEXDPR__SECTION__FIELD=value`` (double underscores) for the rest.
+- Overrides: ``section.field=value`` strings (the CLI's ``--set``).
+
+Secrets are :class:`pydantic.SecretStr`: they print as ``**********`` and are never written by :func:`dump`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+SHARED_CORPUS_DEFAULT = "../shared/corpus"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsSettings(_Section):
+    data_dir: Path = Field(Path("data"), description="Runtime outputs (tables, raw responses, DAGSTER_HOME, …)")
+    mirror_dir: Path = Field(
+        Path(SHARED_CORPUS_DEFAULT),
+        description="Folder holding the legalize-kr mirrors (legalize-kr/ and precedent-kr/), or one mirror itself",
+    )
+
+
+class LawGoSettings(_Section):
+    base_url: str = "https://www.law.go.kr/DRF"
+    oc: SecretStr | None = Field(None, description="law.go.kr OPEN API key (OC); from LAW_GO_KR_OC")
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    rate_limit_per_s: float = 2.0
+    user_agent: str = "LexDPR/0.1 (Korean legal retrieval pipeline; https://github.com/lexdpr)"
+
+
+class IngestSettings(_Section):
+    source: Literal["mirror", "api"] = "mirror"
+    max_items: int | None = Field(None, description="Cap per asset (demo runs); None = everything")
+    fmt: Literal["XML", "JSON"] = "XML"
+
+
+class ScheduleSettings(_Section):
+    refresh_cron: str = "0 3 * * 1"  # Mondays 03:00
+    timezone: str = "Asia/Seoul"
+
+
+class LoggingSettings(_Section):
+    level: str = "INFO"
+    json_format: bool = False
+    file: Path | None = None
+
+
+class Settings(_Section):
+    paths: PathsSettings = PathsSettings()
+    lawgo: LawGoSettings = LawGoSettings()
+    ingest: IngestSettings = IngestSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.data_dir.resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.data_dir / "tables"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+
+#: Named environment variables → dotted setting.
+ENV_VARS: dict[str, str] = {
+    "LEXDPR_DATA_DIR": "paths.data_dir",
+    "LEXDPR_MIRROR_DIR": "paths.mirror_dir",
+    "LAW_GO_KR_OC": "lawgo.oc",
+    "LAW_GO_KR_BASE_URL": "lawgo.base_url",
+    "LAW_GO_KR_RATE_LIMIT": "lawgo.rate_limit_per_s",
+    "LEXDPR_INGEST_SOURCE": "ingest.source",
+    "LEXDPR_MAX_ITEMS": "ingest.max_items",
+    "LEXDPR_REFRESH_CRON": "schedule.refresh_cron",
+    "LEXDPR_LOG_LEVEL": "logging.level",
+    "LEXDPR_LOG_JSON": "logging.json_format",
+    "LEXDPR_LOG_FILE": "logging.file",
+}
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"cannot set {dotted}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, val in update.items():
+        out[key] = _merge(out[key], val) if isinstance(val, dict) and isinstance(out.get(key), dict) else val
+    return out
+
+
+def _parse_scalar(raw: str) -> Any:
+    """``"null"`` → None, numbers and booleans as YAML reads them, else the string."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def config_file_path(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Path | None:
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if env.get("LEXDPR_CONFIG"):
+        return Path(env["LEXDPR_CONFIG"])
+    local = Path("lexdpr.yaml")
+    return local if local.exists() else None
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings (see module doc for the precedence)."""
+    env = dict(os.environ if environ is None else environ)
+    tree: dict[str, Any] = {}
+    path = config_file_path(config_file, env)
+    if path is not None:
+        if not path.exists():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
+        if isinstance(loaded.get("lawgo"), dict) and loaded["lawgo"].get("oc"):
+            raise ValueError(
+                f"{path} holds lawgo.oc: keep the law.go.kr key out of files; set the LAW_GO_KR_OC environment "
+                "variable (or the git-ignored .env) instead"
+            )
+        tree = _merge(tree, loaded)
+    env_tree: dict[str, Any] = {}
+    for name, dotted in ENV_VARS.items():
+        if env.get(name, "") != "":
+            _set_dotted(env_tree, dotted, env[name] if dotted == "lawgo.oc" else _parse_scalar(env[name]))
+    for name, value in env.items():
+        if name.startswith("LEXDPR__") and value != "":
+            _set_dotted(env_tree, name[len("LEXDPR__") :].lower().replace("__", "."), _parse_scalar(value))
+    tree = _merge(tree, env_tree)
+    cli_tree: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        key, value = item.split("=", 1)
+        _set_dotted(cli_tree, key.strip(), _parse_scalar(value.strip()))
+    tree = _merge(tree, cli_tree)
+    return Settings.model_validate(tree)
+
+
+def dump(settings: Settings) -> str:
+    """YAML of the effective settings with secrets masked (safe to print or log)."""
+    data = settings.model_dump(mode="json")  # SecretStr dumps as "**********"
+    if settings.lawgo.oc is None:
+        data["lawgo"]["oc"] = None
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

@@ -1,0 +1,1 @@
+"""Text processing: passages, chunking to a token budget, Korean tokenization."""

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11) and install LexDPR with its pinned dependencies (constraints.txt).
+# Idempotent: a second run only checks. Needs only the package registries, no other network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.lexdpr-installed
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+# Persistent Dagster instance under data/ so history (and staleness) survives between CLI runs.
+mkdir -p data/dagster_home
+[ -f data/dagster_home/dagster.yaml ] || cp dagster.yaml data/dagster_home/dagster.yaml
+# `dagster dev` / `dagster asset materialize` read .env from the working directory (git-ignored: keep secrets here).
+if [ ! -f .env ] || ! grep -q '^DAGSTER_HOME=' .env; then
+  echo "DAGSTER_HOME=$(pwd)/data/dagster_home" >> .env
+fi
+echo "setup ok: $(.venv/bin/python --version), dagster $(.venv/bin/python -c 'import dagster; print(dagster.__version__)')"
