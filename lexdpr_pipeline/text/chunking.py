@@ -94,9 +94,7 @@ def chunk_spans(
             for cut in range(last, floor, -1):
                 tail_end = spans[cut - 1][1]
                 next_start = spans[cut][0] if cut < n else len(text)
-                if _SENTENCE_END.search(text[spans[cut - 1][0] : next_start]) or text[
-                    tail_end:next_start
-                ].count("\n"):
+                if _SENTENCE_END.search(text[spans[cut - 1][0] : next_start]) or text[tail_end:next_start].count("\n"):
                     last = cut
                     break
         start = 0 if first == 0 else spans[first][0]
