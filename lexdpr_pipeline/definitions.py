@@ -11,7 +11,7 @@ from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sou
 from lexdpr_pipeline.logging_setup import configure_logging
 from lexdpr_pipeline.resources import LawGoApi, LexDprProject, PolarsParquetIOManager
 from lexdpr_pipeline.schedules import corpus_refresh_schedule, refresh_downstream_after_ingest
-from lexdpr_pipeline.settings import Settings, load_settings
+from lexdpr_pipeline.settings import Settings, dump, load_settings, shareable
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -29,13 +29,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],
         sensors=[refresh_downstream_after_ingest],
         resources={
-            "project": LexDprProject(
-                data_dir=str(settings.data_dir),
-                mirror_dir=str(settings.paths.mirror_dir.resolve()),
-                ingest_source=settings.ingest.source,
-                ingest_max_items=settings.ingest.max_items,
-                ingest_fmt=settings.ingest.fmt,
-            ),
+            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
             "lawgo": LawGoApi(
                 base_url=lawgo.base_url,
                 # The key is read from the environment at run time and never stored in run config.

@@ -4,27 +4,37 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import yaml
 
+from lexdpr_pipeline.settings import Settings
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient
 from lexdpr_pipeline.storage import write_parquet
 
 
 class LexDprProject(dg.ConfigurableResource):
-    """Project-wide settings the assets need: where data lives, where the mirrors are, ingest defaults."""
+    """The project's effective settings (secrets excluded), as the YAML ``lex-dpr config show`` prints.
 
-    data_dir: str
-    mirror_dir: str
-    ingest_source: str = "mirror"
-    ingest_max_items: int | None = None
-    ingest_fmt: str = "XML"
+    One resource instead of a field per knob: every stage reads its section (``settings.text``, ``.pairs`` …), and
+    the Dagster UI shows the whole configuration a run used.
+    """
+
+    settings_yaml: str
+
+    @property
+    def settings(self) -> Settings:
+        cached = getattr(self, "_parsed", None)
+        if cached is None:
+            cached = Settings.model_validate(yaml.safe_load(self.settings_yaml) or {})
+            object.__setattr__(self, "_parsed", cached)
+        return cached
 
     @property
     def data(self) -> Path:
-        return Path(self.data_dir).resolve()
+        return self.settings.data_dir
 
     @property
     def mirror(self) -> Path:
-        return Path(self.mirror_dir).resolve()
+        return self.settings.paths.mirror_dir.resolve()
 
     @property
     def raw_lawgo(self) -> Path:
@@ -32,7 +42,11 @@ class LexDprProject(dg.ConfigurableResource):
 
     @property
     def reports(self) -> Path:
-        return self.data / "reports"
+        return self.settings.reports_dir
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data / "models"
 
 
 class LawGoApi(dg.ConfigurableResource):

