@@ -72,13 +72,23 @@ def config_show() -> None:
     typer.echo(dump(_settings()), nl=False)
 
 
-def _print_states(states) -> None:
+def _print_states(states, instance=None) -> None:
+    from lexdpr_pipeline.orchestration import latest_metadata
+
     table = Table(title="asset status")
-    for col in ("asset", "status", "why"):
+    for col in ("asset", "status", "why", "rows", "wall s"):
         table.add_column(col)
     for st in states:
         color = {"FRESH": "green", "STALE": "yellow", "MISSING": "red"}[st.status]
-        table.add_row(st.key.to_user_string(), f"[{color}]{st.status}[/{color}]", "; ".join(st.causes))
+        meta = latest_metadata(instance, st.key) if instance is not None else {}
+        rows = meta.get("rows", meta.get("passages", ""))
+        table.add_row(
+            st.key.to_user_string(),
+            f"[{color}]{st.status}[/{color}]",
+            "; ".join(st.causes),
+            str(rows),
+            str(meta.get("wall_time_s", "")),
+        )
     console.print(table)
 
 
@@ -89,15 +99,16 @@ def status() -> None:
 
     instance, defs = _instance_and_defs(_settings())
     observe_sources(instance, defs)
-    _print_states(asset_states(instance, defs))
+    _print_states(asset_states(instance, defs), instance)
 
 
 def _run(keys, run_config: dict[str, Any] | None = None, *, trigger: str) -> None:
-    from lexdpr_pipeline.orchestration import materialize
+    from lexdpr_pipeline.orchestration import materialize, observe_sources
 
     settings = _settings()
     instance, defs = _instance_and_defs(settings)
     started = time.perf_counter()
+    observe_sources(instance, defs)  # so each materialization records the mirror version it read
     result = materialize(instance, defs, keys, run_config, tags={"lexdpr/trigger": trigger})
     elapsed = time.perf_counter() - started
     console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f}s")
@@ -105,17 +116,18 @@ def _run(keys, run_config: dict[str, Any] | None = None, *, trigger: str) -> Non
         raise typer.Exit(1)
 
 
-@app.command()
-def refresh(
-    dry_run: Annotated[bool, typer.Option(help="Only print what would run and why.")] = False,
-) -> None:
-    """Materialize only the stale or missing assets (after re-fingerprinting the source mirrors)."""
+def _refresh(select: str | None, dry_run: bool, trigger: str) -> None:
+    import dagster as dg
+
     from lexdpr_pipeline.orchestration import asset_states, materialize, observe_sources
 
     settings = _settings()
     instance, defs = _instance_and_defs(settings)
     observe_sources(instance, defs)
     states = asset_states(instance, defs)
+    if select is not None:
+        wanted = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+        states = [s for s in states if s.key in wanted]
     todo = [s for s in states if s.needs_run]
     if not todo:
         console.print("[green]everything is fresh: nothing to run[/green]")
@@ -126,7 +138,7 @@ def refresh(
     if dry_run:
         return
     started = time.perf_counter()
-    result = materialize(instance, defs, [s.key for s in todo], tags={"lexdpr/trigger": "refresh"})
+    result = materialize(instance, defs, [s.key for s in todo], tags={"lexdpr/trigger": trigger})
     ran = sorted(
         {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key},
     )
@@ -136,6 +148,76 @@ def refresh(
     )
     if not result.success:
         raise typer.Exit(1)
+
+
+@app.command()
+def refresh(
+    dry_run: Annotated[bool, typer.Option(help="Only print what would run and why.")] = False,
+    select: Annotated[
+        str | None, typer.Option(help="Limit to a Dagster asset selection, e.g. '*dataset_splits'.")
+    ] = None,
+) -> None:
+    """Materialize only the stale or missing assets (after re-fingerprinting the source mirrors)."""
+    _refresh(select, dry_run, "refresh")
+
+
+@app.command("gen-data")
+def gen_data(
+    dry_run: Annotated[bool, typer.Option(help="Only print what would run and why.")] = False,
+) -> None:
+    """Build the training data (passages, corpus, citations, pairs with hard negatives, splits, report): every
+    stale or missing asset up to ``dataset_splits``. Tune it with --set text.…/pairs.… (see `config show`)."""
+    _refresh("*dataset_splits", dry_run, "gen-data")
+    if not dry_run:
+        _print_report_location()
+
+
+def _print_report_location() -> None:
+    report = _settings().reports_dir / "training_data" / "pairs_report.md"
+    if report.exists():
+        console.print(f"pairs report: {report}")
+
+
+@app.command("analyze-pairs")
+def analyze_pairs(
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the report (default data/reports/training_data).")
+    ] = None,
+) -> None:
+    """Statistics of the materialized training pairs: query types, positives/negatives per query, token lengths,
+    per-split numbers, citation resolution — a markdown report with PNG histograms, printed here."""
+    import polars as pl
+
+    from lexdpr_pipeline.models.base import resolve_base_model
+    from lexdpr_pipeline.pairs.report import build_pairs_report
+    from lexdpr_pipeline.text.chunking import token_counter
+
+    settings = _settings()
+    tables = settings.tables_dir
+    needed = ["dataset_splits", "merged_corpus", "precedent_citations"]
+    missing = [n for n in needed if not (tables / f"{n}.parquet").exists()]
+    if missing:
+        console.print(f"[red]missing {', '.join(missing)}[/red]: run `lex-dpr gen-data` first")
+        raise typer.Exit(1)
+    splits, corpus, citations = (pl.read_parquet(tables / f"{n}.parquet") for n in needed)
+    from lexdpr_pipeline.assets.training_data import citation_stats
+
+    tokenizer = settings.text.tokenizer
+    name = tokenizer
+    if tokenizer == "model":
+        ref = resolve_base_model(settings.models.base_model, settings.data_dir / "models")
+        name = token_counter("model", ref.path).name
+    report = build_pairs_report(
+        splits,
+        corpus,
+        citation_stats(citations),
+        out or settings.reports_dir / "training_data",
+        negatives_per_query=settings.pairs.negatives_per_query,
+        max_seq_length=settings.models.max_seq_length,
+        tokenizer_name=name,
+    )
+    console.print(report.markdown)
+    console.print(f"\nwritten: {report.markdown_path} (+ {len(report.images)} PNG plots)")
 
 
 @app.command("materialize")

@@ -6,10 +6,13 @@ import os
 
 import dagster as dg
 
+from lexdpr_pipeline.assets.corpus import CORPUS_ASSETS
 from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, SOURCE_ASSETS
+from lexdpr_pipeline.assets.models import MODEL_ASSETS
+from lexdpr_pipeline.assets.training_data import INDEX_ASSETS, TRAINING_DATA_ASSETS, TRAINING_DATA_CHECKS
 from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job
 from lexdpr_pipeline.logging_setup import configure_logging
-from lexdpr_pipeline.resources import LawGoApi, LexDprProject, PolarsParquetIOManager
+from lexdpr_pipeline.resources import LawGoApi, LexDprIOManager, LexDprProject
 from lexdpr_pipeline.schedules import corpus_refresh_schedule, refresh_downstream_after_ingest
 from lexdpr_pipeline.settings import Settings, dump, load_settings, shareable
 
@@ -24,7 +27,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     lawgo = settings.lawgo
     return dg.Definitions(
-        assets=[*SOURCE_ASSETS, *INGEST_ASSETS],
+        assets=[
+            *SOURCE_ASSETS,
+            *INGEST_ASSETS,
+            *MODEL_ASSETS,
+            *CORPUS_ASSETS,
+            *INDEX_ASSETS,
+            *TRAINING_DATA_ASSETS,
+        ],
+        asset_checks=TRAINING_DATA_CHECKS,
         jobs=[ingest_job, downstream_refresh_job, observe_sources_job],
         schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],
         sensors=[refresh_downstream_after_ingest],
@@ -41,7 +52,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 rate_limit_per_s=lawgo.rate_limit_per_s,
                 user_agent=lawgo.user_agent,
             ),
-            "io_manager": PolarsParquetIOManager(base_dir=str(settings.tables_dir)),
+            "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
         },
     )
 

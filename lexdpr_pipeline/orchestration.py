@@ -111,3 +111,11 @@ def ops_config(asset_names: Iterable[str], config: Mapping[str, Any]) -> dict[st
     """Run config that gives the same op config to each named asset (skipping empty values)."""
     clean = {k: v for k, v in config.items() if v is not None}
     return {"ops": {name: {"config": clean} for name in asset_names}} if clean else {}
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, Any]:
+    """Plain values of the latest materialization's metadata (rows, wall_time_s, …); ``{}`` if never materialized."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {name: getattr(value, "value", value) for name, value in event.asset_materialization.metadata.items()}

@@ -1,5 +1,6 @@
 """Dagster resources: project paths, the law.go.kr API client, and the Parquet IO manager."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +9,7 @@ import yaml
 
 from lexdpr_pipeline.settings import Settings
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient
-from lexdpr_pipeline.storage import write_parquet
+from lexdpr_pipeline.storage import atomic_write_text, write_parquet
 
 
 class LexDprProject(dg.ConfigurableResource):
@@ -79,22 +80,34 @@ class LawGoApi(dg.ConfigurableResource):
         )
 
 
-class PolarsParquetIOManager(dg.ConfigurableIOManager):
-    """Stores polars frames as ``{base_dir}/{asset key path}.parquet``, written atomically."""
+class LexDprIOManager(dg.ConfigurableIOManager):
+    """Polars frames as ``{base_dir}/{asset key path}.parquet``; small JSON values (artifact manifests) as ``.json``.
+
+    Big artifacts (models, indexes) are not passed through here: their assets write them to content-addressed
+    folders under ``data/`` and return a manifest (a dict with the path and hash).
+    """
 
     base_dir: str
 
-    def _path(self, key: dg.AssetKey) -> Path:
-        return Path(self.base_dir).resolve().joinpath(*key.path).with_suffix(".parquet")
+    def _path(self, key: dg.AssetKey, suffix: str) -> Path:
+        return Path(self.base_dir).resolve().joinpath(*key.path).with_suffix(suffix)
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
-        if not isinstance(obj, pl.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()} must return a polars DataFrame")
-        path = write_parquet(obj, self._path(context.asset_key))
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | dict) -> None:
+        if isinstance(obj, pl.DataFrame):
+            path = write_parquet(obj, self._path(context.asset_key, ".parquet"))
+        elif isinstance(obj, dict):
+            path = atomic_write_text(
+                self._path(context.asset_key, ".json"), json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+            )
+        else:
+            raise TypeError(f"{context.asset_key.to_user_string()} must return a polars DataFrame or a dict")
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        path = self._path(context.asset_key)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: materialize {context.asset_key.to_user_string()} first")
-        return pl.read_parquet(path)
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | dict:
+        for suffix in (".parquet", ".json"):
+            path = self._path(context.asset_key, suffix)
+            if path.exists():
+                return pl.read_parquet(path) if suffix == ".parquet" else json.loads(path.read_text(encoding="utf-8"))
+        raise FileNotFoundError(
+            f"no stored value for {context.asset_key.to_user_string()} under {self.base_dir}: materialize it first"
+        )

@@ -68,7 +68,7 @@ class Chunk:
     n_tokens: int
 
 
-_SENTENCE_END = re.compile(r"(?:다\.|[.!?。]|\n)\s*$")
+_SENTENCE_END = re.compile(r"(?:다\.|[.!?。])\s*$")
 
 
 def chunk_spans(
@@ -94,7 +94,10 @@ def chunk_spans(
             for cut in range(last, floor, -1):
                 tail_end = spans[cut - 1][1]
                 next_start = spans[cut][0] if cut < n else len(text)
-                if _SENTENCE_END.search(text[spans[cut - 1][0] : next_start]) or text[tail_end:next_start].count("\n"):
+                piece = text[spans[cut - 1][0] : next_start]  # the token and the gap after it
+                # Punctuation closes a sentence only before whitespace: not the "." in "3.5" or "2015.2.3", which a
+                # subword tokenizer makes a token of its own.
+                if "\n" in piece or (_SENTENCE_END.search(piece) and not text[tail_end : tail_end + 1].strip()):
                     last = cut
                     break
         start = 0 if first == 0 else spans[first][0]
@@ -104,3 +107,14 @@ def chunk_spans(
             break
         first = max(last - overlap, first + 1)
     return chunks
+
+
+def token_counter(spec: str, model_path: Path | None) -> TokenCounter:
+    """The ``text.tokenizer`` setting → a counter: ``model`` (the base model's), ``whitespace``, or a folder."""
+    if spec == "whitespace":
+        return WhitespaceTokenCounter()
+    if spec == "model":
+        if model_path is None:
+            raise ValueError("text.tokenizer=model needs a local base model folder (or set text.tokenizer)")
+        return HFTokenCounter.from_dir(model_path)
+    return HFTokenCounter.from_dir(Path(spec))

@@ -17,6 +17,7 @@ from lexdpr_pipeline_tests.conftest import CORPUS
 BIN = Path(sys.executable).parent
 STATUTE_LAWS = ["민법", "근로기준법", "가사소송법"]
 N_PRECEDENTS = 12
+INGEST_AND_PROBE = ["raw_statutes", "raw_admin_rules", "raw_precedents", "statute_probe"]
 
 
 def _slice_mirror(dest: Path) -> None:
@@ -70,17 +71,13 @@ def test_cli_materialize_then_unchanged_rerun_keeps_downstream_fresh(env: dict[s
     # cwd = tmp_path: the repo's .env (if any) must not redirect DAGSTER_HOME.
     # As scripts/main.sh does: observe the mirrors, then materialize everything.
     _run([str(BIN / "dagster"), "job", "execute", *module, "-j", "observe_sources_job"], env, tmp_path)
-    _run([*materialize, "--select", "*"], env, tmp_path)
+    _run([*materialize, "--select", ",".join(INGEST_AND_PROBE)], env, tmp_path)
 
     statutes = pl.read_parquet(tmp_path / "data" / "tables" / "raw_statutes.parquet")
     assert statutes["law_name"].unique().len() >= len(STATUTE_LAWS)
     assert pl.read_parquet(tmp_path / "data" / "tables" / "raw_precedents.parquet").height == N_PRECEDENTS
-    assert _states(env) == {
-        "raw_statutes": "FRESH",
-        "raw_admin_rules": "FRESH",
-        "raw_precedents": "FRESH",
-        "statute_probe": "FRESH",
-    }
+    states = _states(env)
+    assert {k: states[k] for k in INGEST_AND_PROBE} == dict.fromkeys(INGEST_AND_PROBE, "FRESH")
 
     # The same ingest again: new materializations, same content hash → downstream stays fresh.
     _run([*materialize, "--select", "group:ingest"], env, tmp_path)
@@ -90,11 +87,11 @@ def test_cli_materialize_then_unchanged_rerun_keeps_downstream_fresh(env: dict[s
     civil = tmp_path / "mirror" / "legalize-kr" / "kr" / "민법" / "법률.md"
     civil.write_text(civil.read_text(encoding="utf-8").replace("조리에 의한다", "조리에 따른다"), encoding="utf-8")
     lexdpr = str(BIN / "lex-dpr")
-    dry = _run([lexdpr, "refresh", "--dry-run"], env, tmp_path)
+    dry = _run([lexdpr, "refresh", "--dry-run", "--select", "group:ingest"], env, tmp_path)
     assert "raw_statutes: STALE" in dry and "raw_precedents" not in dry
-    out = _run([lexdpr, "refresh"], env, tmp_path)
+    out = _run([lexdpr, "refresh", "--select", "group:ingest"], env, tmp_path)
     assert "materialized raw_statutes" in out and "raw_precedents" not in out.split("materialized", 1)[1]
     assert _states(env)["statute_probe"] == "STALE"
-    assert "nothing to run" in _run([lexdpr, "refresh"], env, tmp_path)
+    assert "nothing to run" in _run([lexdpr, "refresh", "--select", "group:ingest"], env, tmp_path)
     changed = pl.read_parquet(tmp_path / "data" / "tables" / "raw_statutes.parquet")
     assert changed.filter(pl.col("text").str.contains("조리에 따른다")).height == 1

@@ -1,0 +1,120 @@
+"""Group ``corpus``: passages per source and the merged, deduplicated corpus everything is indexed from."""
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lexdpr_pipeline.assets.common import count_table, table_output
+from lexdpr_pipeline.resources import LexDprProject
+from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline.storage import atomic_write_text
+from lexdpr_pipeline.text.chunking import TokenCounter, token_counter
+from lexdpr_pipeline.text.passages import (
+    PassageConfig,
+    PassageStats,
+    admin_rule_passages,
+    merge_corpus,
+    precedent_passages,
+    statute_passages,
+)
+
+GROUP = "corpus"
+CODE_VERSION = "passages-1"
+PREVIEW = ["passage_id", "title", "n_tokens", "text"]
+
+
+def passage_config(settings: Settings) -> PassageConfig:
+    t = settings.text
+    return PassageConfig(
+        max_tokens=t.max_tokens,
+        overlap=t.overlap,
+        min_body_chars=t.min_body_chars,
+        prec_body_max_chunks=t.prec_body_max_chunks,
+    )
+
+
+def counter_for(project: LexDprProject, base_model: dict) -> TokenCounter:
+    path = Path(base_model["path"]) if base_model.get("path") else None
+    return token_counter(project.settings.text.tokenizer, path)
+
+
+def _passages_output(frame: pl.DataFrame, stats: PassageStats, counter: TokenCounter, started: float):
+    chunked = frame.filter(pl.col("n_chunks") > 1)["doc_id"].n_unique() if frame.height else 0
+    return table_output(
+        frame,
+        started=started,
+        preview_columns=PREVIEW,
+        metadata={
+            "documents": dg.MetadataValue.int(stats.documents),
+            "passages": dg.MetadataValue.int(stats.passages),
+            "documents_chunked": dg.MetadataValue.int(chunked),
+            "dropped": dg.MetadataValue.json(dict(stats.dropped)),
+            "chunks_per_document": dg.MetadataValue.json(stats.as_dict()["chunks_per_doc"]),
+            "tokenizer": counter.name,
+            "rows_by_section": dg.MetadataValue.md(count_table(frame, "section")),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
+def law_passages(
+    context: dg.AssetExecutionContext, project: LexDprProject, raw_statutes: pl.DataFrame, base_model: dict
+) -> dg.Output[pl.DataFrame]:
+    """Statute articles as passages (``민법 제750조(불법행위의 내용) …``), long ones chunked with overlap."""
+    started = time.perf_counter()
+    counter = counter_for(project, base_model)
+    frame, stats = statute_passages(raw_statutes, counter, passage_config(project.settings))
+    context.log.info(f"law passages: {stats.as_dict()}")
+    return _passages_output(frame, stats, counter, started)
+
+
+@dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
+def admin_passages(
+    context: dg.AssetExecutionContext, project: LexDprProject, raw_admin_rules: pl.DataFrame, base_model: dict
+) -> dg.Output[pl.DataFrame]:
+    """Administrative-rule articles as passages."""
+    started = time.perf_counter()
+    counter = counter_for(project, base_model)
+    frame, stats = admin_rule_passages(raw_admin_rules, counter, passage_config(project.settings))
+    return _passages_output(frame, stats, counter, started)
+
+
+@dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
+def prec_passages(
+    context: dg.AssetExecutionContext, project: LexDprProject, raw_precedents: pl.DataFrame, base_model: dict
+) -> dg.Output[pl.DataFrame]:
+    """판시사항 and 판결요지 as passages of their own, 판례내용 in overlapping chunks."""
+    started = time.perf_counter()
+    counter = counter_for(project, base_model)
+    frame, stats = precedent_passages(raw_precedents, counter, passage_config(project.settings))
+    context.log.info(f"precedent passages: {stats.as_dict()['dropped']}")
+    return _passages_output(frame, stats, counter, started)
+
+
+@dg.asset(group_name=GROUP, code_version="merged-1", kinds={"polars", "parquet"})
+def merged_corpus(
+    context: dg.AssetExecutionContext,
+    project: LexDprProject,
+    law_passages: pl.DataFrame,
+    admin_passages: pl.DataFrame,
+    prec_passages: pl.DataFrame,
+) -> dg.Output[pl.DataFrame]:
+    """All passages, identical texts deduplicated by content hash; dropped ids are kept as ``aliases``."""
+    started = time.perf_counter()
+    merged, stats = merge_corpus([law_passages, admin_passages, prec_passages])
+    atomic_write_text(project.reports / GROUP / "merged_corpus_stats.json", json.dumps(stats, indent=2))
+    return table_output(
+        merged,
+        started=started,
+        preview_columns=PREVIEW,
+        metadata={
+            **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
+            "passages_by_source": dg.MetadataValue.md(count_table(merged, "source")),
+        },
+    )
+
+
+CORPUS_ASSETS = [law_passages, admin_passages, prec_passages, merged_corpus]

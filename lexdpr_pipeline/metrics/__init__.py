@@ -1,0 +1,1 @@
+"""Retrieval metrics (MRR, NDCG, MAP, Accuracy, Precision, Recall @k), implemented once and used everywhere."""

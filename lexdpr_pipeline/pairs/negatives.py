@@ -1,0 +1,107 @@
+"""Hard negatives: passages that look relevant to BM25 but are not cited.
+
+Excluded for every query: its positives, every other passage of a positive document, every passage that stands
+in for one of those (a kept duplicate whose ``aliases`` name them), and every passage of the document the query
+was taken from. Negatives come from distinct documents, so one long decision cannot fill a query's quota.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from lexdpr_pipeline.search.bm25 import BM25Index
+from lexdpr_pipeline.sources.ids import doc_id_of
+from lexdpr_pipeline.text.passages import duplicate_groups
+
+
+@dataclass
+class NegativeStats:
+    queries: int = 0
+    wanted_per_query: int = 0
+    short_rows: int = 0  # queries with fewer negatives than wanted (reported, kept)
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "queries": self.queries,
+            "wanted_per_query": self.wanted_per_query,
+            "short_rows": self.short_rows,
+            "negatives_per_query": {str(k): v for k, v in sorted(self.histogram.items())},
+        }
+
+
+class ExclusionIndex:
+    """Everything that must never be a negative for a given set of positive documents."""
+
+    def __init__(self, merged: pl.DataFrame) -> None:
+        self.groups = duplicate_groups(merged)
+        # Passages per duplicate group: a document, its companions, and the kept passages standing in for them.
+        self.group_passages: dict[str, set[str]] = defaultdict(set)
+        for pid, doc, aliases in merged.select("passage_id", "doc_id", "aliases").iter_rows():
+            self.group_passages[self.group_of(doc)].add(pid)
+            for alias in aliases or []:
+                self.group_passages[self.group_of(doc_id_of(alias))].add(pid)
+
+    def group_of(self, doc: str) -> str:
+        return self.groups.get(doc, doc)
+
+    def exclusions(self, positive_ids: Sequence[str], docs: Sequence[str]) -> set[str]:
+        out = set(positive_ids)
+        for doc in docs:
+            out |= self.group_passages.get(self.group_of(doc), set())
+        return out
+
+
+def mine_bm25_negatives(
+    pairs: pl.DataFrame,
+    merged: pl.DataFrame,
+    index: BM25Index,
+    *,
+    per_query: int,
+    candidates: int = 30,
+    progress: bool = True,
+) -> tuple[pl.DataFrame, NegativeStats]:
+    """Add ``negative_ids`` and ``negative_doc_ids`` (best BM25 first) to ``pairs``."""
+    excl = ExclusionIndex(merged)
+    exclude: list[set[str]] = []
+    for pos, pos_docs, group, qpid in pairs.select(
+        "positive_ids", "positive_doc_ids", "group_id", "query_passage_id"
+    ).iter_rows():
+        blocked = excl.exclusions(pos or [], [*(pos_docs or []), group])
+        if qpid:
+            blocked.add(qpid)
+        exclude.append(blocked)
+    texts = pairs["query_text"].to_list()
+    k = max(candidates, per_query)
+    hits = index.search_many(texts, k=k, exclude=exclude, n_threads=0, progress=progress)
+    # Long, heavily chunked documents can fill the candidate list on their own: look deeper for those rows.
+    short = [i for i, row in enumerate(hits) if len({doc_id_of(pid) for pid, _ in row}) < per_query and len(row) == k]
+    if short:
+        deeper = index.search_many([texts[i] for i in short], k=k * 8, exclude=[exclude[i] for i in short])
+        for i, row in zip(short, deeper, strict=True):
+            hits[i] = row
+    negatives: list[list[str]] = []
+    stats = NegativeStats(queries=pairs.height, wanted_per_query=per_query)
+    for row_hits in hits:
+        chosen: list[str] = []
+        seen_docs: set[str] = set()
+        for pid, _score in row_hits:
+            doc = doc_id_of(pid)
+            if doc in seen_docs:
+                continue
+            seen_docs.add(doc)
+            chosen.append(pid)
+            if len(chosen) == per_query:
+                break
+        negatives.append(chosen)
+        stats.histogram[len(chosen)] = stats.histogram.get(len(chosen), 0) + 1
+        stats.short_rows += len(chosen) < per_query
+    out = pairs.with_columns(
+        pl.Series("negative_ids", negatives, dtype=pl.List(pl.String)),
+        pl.Series("negative_doc_ids", [[doc_id_of(p) for p in n] for n in negatives], dtype=pl.List(pl.String)),
+    )
+    return out, stats

@@ -1,0 +1,346 @@
+"""BM25 over Korean legal passages: bm25s's sparse index fed with :class:`~lexdpr_pipeline.text.korean.KoreanTokenizer`
+tokens.
+
+Used for BM25 hard-negative mining, as the lexical baseline in evaluation and as the lexical half of hybrid search.
+The vocabulary is built here (sorted, so the same corpus always gives byte-identical index files) and bm25s gets
+token ids, never raw text, so bm25s's own English tokenizer/stemmer is never involved.
+
+Results only contain documents that share at least one weighted query term with the query; a query with no known
+terms returns ``[]`` — bm25s would otherwise fill the top-k with arbitrary zero-score documents, which would be
+disastrous as "hard" negatives.
+
+On disk (:meth:`BM25Index.save`) an index is a folder: bm25s's files (``*.index.npy``, ``vocab.index.json``,
+``params.index.json``; numpy arrays saved without pickle), ``ids.parquet`` (document ids, in index order) and
+``lexdpr_bm25.json`` (format version, BM25 parameters, tokenizer signature). The folder is written as a temp
+sibling and renamed into place, so readers never see a half-written index. :meth:`BM25Index.load` refuses an index
+whose tokenizer signature (config, scheme version, kiwipiepy versions) differs from the tokenizer it would use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from lexdpr_pipeline.text.korean import KoreanTokenizer, TokenizerConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "lexdpr-bm25"
+FORMAT_VERSION = 1
+META_FILE = "lexdpr_bm25.json"
+IDS_FILE = "ids.parquet"
+
+BM25Method = Literal["robertson", "lucene", "atire", "bm25l", "bm25+"]
+_METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
+
+Hit = tuple[str, float]
+
+
+class TokenizerMismatchError(ValueError):
+    """A saved index was built with a different tokenizer (config or version) than the one it is loaded with."""
+
+
+@dataclass(frozen=True, slots=True)
+class BM25Params:
+    """BM25 scoring parameters (bm25s naming). ``delta`` only matters for ``bm25l``/``bm25+``."""
+
+    k1: float = 1.2
+    b: float = 0.75
+    method: BM25Method = "lucene"
+    delta: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+
+
+def _check_corpus(ids: Sequence[str], n_texts: int) -> list[str]:
+    ids = [str(i) for i in ids]
+    if len(ids) != n_texts:
+        raise ValueError(f"{len(ids)} ids for {n_texts} texts")
+    if not ids:
+        raise ValueError("cannot build a BM25 index over an empty corpus")
+    if len(set(ids)) != len(ids):
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise ValueError(f"ids must be unique; {len(dupes)} repeated, e.g. {dupes[:5]}")
+    return ids
+
+
+class BM25Index:
+    """A searchable BM25 index over ``(ids, texts)``: :meth:`build`, :meth:`from_tokens` or :meth:`load` one."""
+
+    def __init__(self, retriever: Any, ids: list[str], tokenizer: KoreanTokenizer, params: BM25Params) -> None:
+        self._retriever = retriever
+        self._ids = ids
+        self._id_array = np.asarray(ids, dtype=object)
+        self.tokenizer = tokenizer
+        self.params = params
+
+    # construction -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        *,
+        tokenizer: KoreanTokenizer | None = None,
+        params: BM25Params | None = None,
+        progress: bool = False,
+    ) -> BM25Index:
+        """Tokenize ``texts`` and index them under ``ids`` (unique, same length)."""
+        ids = _check_corpus(ids, len(texts))
+        tokenizer = tokenizer or KoreanTokenizer()
+        started = time.perf_counter()
+        tokens = tokenizer.tokenize_many(texts, progress=progress, desc="BM25 tokenize")
+        logger.info("BM25: tokenized %d texts in %.1fs", len(texts), time.perf_counter() - started)
+        return cls.from_tokens(ids, tokens, tokenizer=tokenizer, params=params, progress=progress)
+
+    @classmethod
+    def from_tokens(
+        cls,
+        ids: Sequence[str],
+        corpus_tokens: Sequence[Sequence[str]],
+        *,
+        tokenizer: KoreanTokenizer,
+        params: BM25Params | None = None,
+        progress: bool = False,
+    ) -> BM25Index:
+        """Index already-tokenized documents. ``tokenizer`` must be the one that produced the tokens (it tokenizes
+        queries and is recorded with the index)."""
+        import bm25s
+        from bm25s.tokenization import Tokenized
+
+        ids = _check_corpus(ids, len(corpus_tokens))
+        params = params or BM25Params()
+        started = time.perf_counter()
+        vocab_list = sorted({tok for doc in corpus_tokens for tok in doc})
+        if not vocab_list:
+            raise ValueError("no document has any token; nothing to index")
+        vocab = {tok: i for i, tok in enumerate(vocab_list)}
+        token_ids = [[vocab[tok] for tok in doc] for doc in corpus_tokens]
+        retriever = bm25s.BM25(k1=params.k1, b=params.b, delta=params.delta, method=params.method)
+        retriever.index(Tokenized(ids=token_ids, vocab=vocab), create_empty_token=False, show_progress=progress)
+        n_empty = sum(1 for doc in token_ids if not doc)
+        logger.info(
+            "BM25: indexed %d documents (%d without tokens), vocabulary %d, in %.1fs",
+            len(ids),
+            n_empty,
+            len(vocab),
+            time.perf_counter() - started,
+        )
+        return cls(retriever, ids, tokenizer, params)
+
+    # introspection ----------------------------------------------------------------------------------------------
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._retriever.vocab_dict)
+
+    def __repr__(self) -> str:
+        return f"BM25Index(n_docs={len(self)}, vocab={self.vocab_size}, {self.params}, {self.tokenizer!r})"
+
+    # search -----------------------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, *, exclude: set[str] | None = None) -> list[Hit]:
+        """Top-``k`` ``(id, score)`` for one query, best first (fewer when fewer documents match)."""
+        return self.search_many([query], k, exclude=None if exclude is None else [exclude])[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        exclude: Sequence[set[str]] | None = None,
+        n_threads: int = 0,
+        progress: bool = False,
+    ) -> list[list[Hit]]:
+        """Top-``k`` per query. ``exclude[i]``: ids never returned for query ``i`` (e.g. its positives when mining
+        hard negatives); ``k`` results are still returned when enough other documents match. ``n_threads``: bm25s
+        scoring threads (0 = in this thread, -1 = all cores)."""
+        query_tokens = self.tokenizer.tokenize_many(queries, progress=progress, desc="BM25 query tokenize")
+        return self.search_tokens_many(query_tokens, k, exclude=exclude, n_threads=n_threads, progress=progress)
+
+    def search_tokens_many(
+        self,
+        query_tokens: Sequence[Sequence[str]],
+        k: int = 10,
+        *,
+        exclude: Sequence[set[str]] | None = None,
+        n_threads: int = 0,
+        progress: bool = False,
+    ) -> list[list[Hit]]:
+        """:meth:`search_many` for queries already tokenized with :attr:`tokenizer`."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        if exclude is not None and len(exclude) != len(query_tokens):
+            raise ValueError(f"exclude has {len(exclude)} sets for {len(query_tokens)} queries")
+        vocab = self._retriever.vocab_dict
+        n_docs = len(self._ids)
+        results: list[list[Hit]] = [[] for _ in query_tokens]
+        # Queries grouped by how many candidates they need (k + their exclusions); bm25s takes one k per call.
+        groups: dict[int, list[int]] = {}
+        query_ids: list[list[int]] = []
+        for qi, tokens in enumerate(query_tokens):
+            ids = [vocab[t] for t in tokens if t in vocab]
+            query_ids.append(ids)
+            if ids and k > 0:
+                need = min(n_docs, k + (len(exclude[qi]) if exclude is not None else 0))
+                groups.setdefault(need, []).append(qi)
+        nonocc = getattr(self._retriever, "nonoccurrence_array", None)
+        for need, members in sorted(groups.items()):
+            docs, scores = self._retriever.retrieve(
+                [query_ids[qi] for qi in members],
+                k=need,
+                sorted=True,
+                n_threads=n_threads,
+                show_progress=progress,
+                backend_selection="numpy",
+            )
+            for row, qi in enumerate(members):
+                # Documents that share no term score exactly the baseline (0, or the BM25L/BM25+ non-occurrence sum).
+                baseline = nonocc[np.asarray(query_ids[qi])].sum() if nonocc is not None else 0.0
+                banned = exclude[qi] if exclude is not None else ()
+                hits: list[Hit] = []
+                for doc, score in zip(self._id_array[docs[row]], scores[row], strict=True):
+                    if not score > baseline:
+                        break  # sorted: nothing after this matches either
+                    if doc in banned:
+                        continue
+                    hits.append((doc, float(score)))
+                    if len(hits) == k:
+                        break
+                results[qi] = hits
+        return results
+
+    # persistence ------------------------------------------------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the index to ``directory`` atomically (temp sibling + rename); an existing index there is replaced.
+
+        Refuses to replace a non-empty folder that is not a saved BM25 index.
+        """
+        import bm25s
+
+        target = Path(directory)
+        if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / META_FILE).is_file())):
+            raise FileExistsError(f"{target} exists and is not a BM25 index; not replacing it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            tmp.mkdir()
+            self._retriever.save(tmp, show_progress=False)
+            pl.DataFrame({"id": self._ids}, schema={"id": pl.String()}).write_parquet(
+                tmp / IDS_FILE, compression="zstd"
+            )
+            meta = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "n_docs": len(self._ids),
+                "vocab_size": self.vocab_size,
+                "params": asdict(self.params),
+                "tokenizer": self.tokenizer.signature(),
+                "bm25s": bm25s.__version__,
+            }
+            meta["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+            (tmp / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            _fsync_tree(tmp)
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info("BM25: saved %d documents to %s", len(self._ids), target)
+        return target
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        tokenizer: KoreanTokenizer | None = None,
+        mmap: bool = False,
+    ) -> BM25Index:
+        """Load a saved index. Without ``tokenizer`` one is made from the stored config; either way its signature
+        must equal the stored one (else :class:`TokenizerMismatchError`). ``mmap``: memory-map the score arrays."""
+        import bm25s
+
+        path = Path(directory)
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no BM25 index at {path} ({META_FILE} missing)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: unsupported index format {meta.get('format')!r} v{meta.get('format_version')!r} "
+                f"(expected {FORMAT!r} v{FORMAT_VERSION})"
+            )
+        for name, size in meta.get("files", {}).items():
+            actual = (path / name).stat().st_size if (path / name).is_file() else None
+            if actual != size:
+                raise ValueError(f"{path}: {name} is {actual} bytes, the index recorded {size}; the index is damaged")
+        stored = meta["tokenizer"]
+        if tokenizer is None:
+            tokenizer = KoreanTokenizer(TokenizerConfig.from_dict(stored["config"]))
+        current = tokenizer.signature()
+        if current != stored:
+            diff = {key: (stored.get(key), current.get(key)) for key in stored.keys() | current.keys()}
+            diff = {key: pair for key, pair in diff.items() if pair[0] != pair[1]}
+            raise TokenizerMismatchError(
+                f"{path} was built with a different tokenizer; rebuild it. Differences (index, now): {diff}"
+            )
+        retriever = bm25s.BM25.load(path, mmap=mmap, show_progress=False)
+        ids = pl.read_parquet(path / IDS_FILE)["id"].to_list()
+        if len(ids) != meta["n_docs"] or retriever.scores["num_docs"] != meta["n_docs"]:
+            raise ValueError(
+                f"{path}: {len(ids)} ids, {retriever.scores['num_docs']} indexed, {meta['n_docs']} recorded"
+            )
+        return cls(retriever, ids, tokenizer, BM25Params(**meta["params"]))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not supported (e.g. some platforms); the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for file in path.iterdir():
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(path)

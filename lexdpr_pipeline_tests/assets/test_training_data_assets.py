@@ -1,0 +1,118 @@
+"""The corpus and training-data stages end to end in Dagster, on a small real slice with a tiny tokenizer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from lexdpr_pipeline.definitions import build_definitions
+from lexdpr_pipeline.orchestration import materialize
+from lexdpr_pipeline.settings import load_settings
+from lexdpr_pipeline_tests.conftest import CORPUS
+
+LAWS = ["민법", "민사소송법"]
+
+
+def _civil_precedents_citing(law: str, n: int) -> list[Path]:
+    out = []
+    for path in sorted((CORPUS / "precedent-kr" / "민사" / "대법원").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        refs = text.split("## 참조조문", 1)[-1].split("##", 1)[0]
+        if f"{law} 제" in refs and "## 판결요지" in text and "## 참조판례" in text:
+            out.append(path)
+        if len(out) == n:
+            break
+    return out
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mirror")
+    for law in LAWS:
+        shutil.copytree(CORPUS / "legalize-kr" / "kr" / law, root / "legalize-kr" / "kr" / law)
+    dest = root / "precedent-kr" / "민사" / "대법원"
+    dest.mkdir(parents=True)
+    for path in _civil_precedents_citing("민법", 40):
+        shutil.copy(path, dest / path.name)
+    return root
+
+
+@dg.asset(code_version="probe-1", io_manager_key="probe_io")
+def after_splits(dataset_splits: pl.DataFrame) -> int:
+    """Stands in for training: must not run when a blocking check on dataset_splits fails."""
+    return dataset_splits.height
+
+
+def _defs(mirror: Path, data: Path, tokenizer_dir: Path, *extra: str) -> dg.Definitions:
+    settings = load_settings(
+        overrides=[
+            f"paths.mirror_dir={mirror}",
+            f"paths.data_dir={data}",
+            f"models.base_model={tokenizer_dir}",
+            "text.max_tokens=128",
+            "text.overlap=16",
+            "text.prec_body_max_chunks=2",
+            "pairs.min_pairs=20",
+            *extra,
+        ],
+        environ={},
+    )
+    return dg.Definitions.merge(
+        build_definitions(settings), dg.Definitions(assets=[after_splits], resources={"probe_io": dg.mem_io_manager})
+    )
+
+
+def _all_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
+    return list(defs.resolve_asset_graph().materializable_asset_keys)
+
+
+@pytest.fixture(scope="module")
+def built(mirror: Path, tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path):
+    data = tmp_path_factory.mktemp("data")
+    defs = _defs(mirror, data, tiny_tokenizer_dir)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(instance, defs, _all_keys(defs))
+        yield result, data
+
+
+def test_graph_runs_and_every_check_passes(built) -> None:
+    result, data = built
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        "ids_exist_in_corpus": True,
+        "no_positive_among_negatives": True,
+        "no_document_spans_splits": True,
+        "every_split_non_empty": True,
+        "minimum_pair_count": True,
+    }
+    splits = pl.read_parquet(data / "tables" / "dataset_splits.parquet")
+    assert set(splits["split"]) == {"train", "valid", "test"}
+    assert {"law", "prec", "cross_law"} <= set(splits["query_type"])
+    assert (splits["negative_ids"].list.len() == 4).mean() > 0.95
+    corpus = pl.read_parquet(data / "tables" / "merged_corpus.parquet")
+    assert corpus["n_tokens"].max() <= 128  # the budget, measured with the model's (tiny) tokenizer
+    assert (data / "reports" / "training_data" / "pairs_report.md").exists()
+
+
+def test_statute_passage_reads_like_a_citation(built) -> None:
+    _, data = built
+    law = pl.read_parquet(data / "tables" / "law_passages.parquet")
+    art = law.filter(pl.col("title") == "민법 제750조(불법행위의 내용)")
+    assert art.height == 1
+    assert art["text"][0].startswith("민법 제750조(불법행위의 내용) 고의 또는 과실로")
+
+
+def test_failing_blocking_check_stops_downstream(mirror: Path, tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
+    defs = _defs(mirror, tmp_path, tiny_tokenizer_dir, "pairs.min_pairs=1000000")
+    with dg.DagsterInstance.ephemeral() as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, asset_selection=_all_keys(defs), raise_on_error=False)
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["minimum_pair_count"] is False
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "dataset_splits" in materialized and "after_splits" not in materialized
