@@ -54,6 +54,14 @@ class PassageConfig:
     min_body_chars: int = 8  # shorter article bodies are stubs
     prec_body_max_chunks: int | None = None  # cap 판례내용 chunks per decision (None: all)
 
+    def __post_init__(self) -> None:
+        if self.max_tokens < 16:
+            raise ValueError(f"text.max_tokens must be at least 16, got {self.max_tokens}")
+        if not 0 <= self.overlap < self.max_tokens // 2:
+            raise ValueError(f"text.overlap must be in [0, max_tokens/2), got {self.overlap}")
+        if self.prec_body_max_chunks is not None and self.prec_body_max_chunks < 0:
+            raise ValueError("text.prec_body_max_chunks must be >= 0 or None")
+
 
 @dataclass
 class PassageStats:

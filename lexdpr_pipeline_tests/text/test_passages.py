@@ -473,3 +473,9 @@ def test_merge_on_real_passages(
     assert "prec:601763" not in set(merged["doc_id"])
     assert mapping["prec:601763"] == "prec:189225#0"
     assert {mapping[f"prec:601763#{k}"] for k in range(3)} == {f"prec:189225#{k}" for k in range(3)}
+
+
+@pytest.mark.parametrize("kwargs", [{"max_tokens": 8}, {"max_tokens": 64, "overlap": 40}, {"prec_body_max_chunks": -1}])
+def test_passage_config_rejects_nonsense(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="text\\."):
+        PassageConfig(**kwargs)
