@@ -1,0 +1,114 @@
+"""The bi-encoder: one sentence-transformers encoder shared by queries and passages, plus its input template.
+
+A template decides what is put in front of a text before encoding:
+
+- ``e5``: ``query: `` / ``passage: `` (multilingual-e5, the offline default)
+- ``bge``: an instruction in front of queries, nothing in front of passages (bge-m3 / bge-*-v1.5 style)
+- ``none``: nothing
+- custom: any ``{"query": …, "passage": …}`` strings.
+
+The template is saved with the model (``lexdpr_template.json``) and used everywhere the model is used — training,
+evaluation, indexing, search — so a model can never be queried with the wrong prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lexdpr_pipeline.storage import atomic_write_text
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+TEMPLATE_FILE = "lexdpr_template.json"
+BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    query: str
+    passage: str
+
+    @classmethod
+    def named(cls, name: str) -> Template:
+        presets = {
+            "e5": cls("e5", "query: ", "passage: "),
+            "bge": cls("bge", BGE_QUERY_INSTRUCTION, ""),
+            "none": cls("none", "", ""),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown template {name!r}: use one of {sorted(presets)} or custom strings")
+        return presets[name]
+
+    @classmethod
+    def custom(cls, query: str, passage: str) -> Template:
+        return cls("custom", query, passage)
+
+    def prompts(self) -> dict[str, str]:
+        """sentence-transformers prompts (``document`` is ST 6's name for passages)."""
+        return {"query": self.query, "passage": self.passage, "document": self.passage}
+
+    def save(self, model_dir: Path) -> Path:
+        return atomic_write_text(Path(model_dir) / TEMPLATE_FILE, json.dumps(asdict(self), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, model_dir: Path) -> Template | None:
+        path = Path(model_dir) / TEMPLATE_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["name"], data["query"], data["passage"])
+
+
+class BiEncoder:
+    """A sentence-transformers model + its template. Embeddings are L2-normalized float32."""
+
+    def __init__(self, model: SentenceTransformer, template: Template) -> None:
+        self.model = model
+        self.template = template
+        model.prompts = template.prompts()
+        model.default_prompt_name = None
+
+    @classmethod
+    def load(cls, path: str | Path, *, template: Template | None = None, device: str | None = None) -> BiEncoder:
+        """Load a local model folder (or a hub id where a hub is reachable). The saved template wins unless one is
+        given explicitly; a folder without one gets ``e5``'s when its name says e5, else ``none``."""
+        from sentence_transformers import SentenceTransformer
+
+        local = Path(path)
+        if local.is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        model = SentenceTransformer(str(path), device=device or "cpu")
+        saved = Template.load(local) if local.is_dir() else None
+        chosen = template or saved or Template.named("e5" if "e5" in str(path).lower() else "none")
+        return cls(model, chosen)
+
+    def save(self, path: Path) -> Path:
+        self.model.save(str(path))
+        self.template.save(path)
+        return Path(path)
+
+    def _encode(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
+        emb = self.model.encode(
+            list(texts),
+            prompt=prompt,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.asarray(emb, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.template.query, batch_size, progress)
+
+    def encode_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.template.passage, batch_size, progress)
