@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, get_type_hints
@@ -17,6 +18,7 @@ from typing import Any, Generic, TypeVar, get_type_hints
 import polars as pl
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class ReadResult(Generic[T]):
     skipped: list[Skipped] = field(default_factory=list)
 
     def skip(self, ref: str, reason: str) -> None:
+        """Record (and log) an input that was not turned into records."""
+        logger.warning("skipping %s: %s", ref, reason)
         self.skipped.append(Skipped(ref, reason))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -139,14 +138,14 @@ def read_precedents(mirror_root: Path, *, max_files: int | None = None, progress
         try:
             record = parse_precedent_markdown(read_markdown(path), ref)
         except (MirrorFormatError, OSError) as exc:
-            _skip(result, ref, str(exc))
+            result.skip(ref, str(exc))
             continue
         except Exception as exc:  # one odd file must not stop the whole ingest; it is recorded, with a traceback
             logger.exception("unexpected error parsing %s", ref)
-            _skip(result, ref, f"parser error: {type(exc).__name__}: {exc}")
+            result.skip(ref, f"parser error: {type(exc).__name__}: {exc}")
             continue
         if record.prec_id in first_ref:
-            _skip(result, ref, f"duplicate {record.prec_id}: already read from {first_ref[record.prec_id]}")
+            result.skip(ref, f"duplicate {record.prec_id}: already read from {first_ref[record.prec_id]}")
             continue
         first_ref[record.prec_id] = ref
         result.records.append(record)
@@ -158,8 +157,3 @@ def read_precedents(mirror_root: Path, *, max_files: int | None = None, progress
         root,
     )
     return result
-
-
-def _skip(result: ReadResult[Any], ref: str, reason: str) -> None:
-    logger.warning("skipping %s: %s", ref, reason)
-    result.skip(ref, reason)

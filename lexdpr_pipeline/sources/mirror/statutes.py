@@ -318,11 +318,11 @@ def read_statutes(
             text = read_markdown(path)
             articles = parse_statute_markdown(text, ref)
         except (MirrorFormatError, OSError) as exc:
-            _skip(result, ref, str(exc))
+            result.skip(ref, str(exc))
             continue
         except Exception as exc:  # one odd file must not stop the whole ingest; it is recorded, with a traceback
             logger.exception("unexpected error parsing %s", ref)
-            _skip(result, ref, f"parser error: {type(exc).__name__}: {exc}")
+            result.skip(ref, f"parser error: {type(exc).__name__}: {exc}")
             continue
         if not articles:
             n_attachments = _attachment_count(text)
@@ -330,7 +330,7 @@ def read_statutes(
                 logger.info("%s: no articles, attachment-only (%d 첨부파일)", ref, n_attachments)
                 result.skip(ref, f"no articles: attachment-only file ({n_attachments} 첨부파일)")
             else:
-                _skip(result, ref, "no articles (no '##### 제N조' heading before 부칙)")
+                result.skip(ref, "no articles (no '##### 제N조' heading before 부칙)")
             continue
         parsed.append((ref, articles))
 
@@ -342,7 +342,7 @@ def read_statutes(
         versions.sort(key=lambda v: _version_key(v[1], v[0]))
         kept_refs.add(versions[0][0])
         for ref, _ in versions[1:]:
-            _skip(result, ref, f"duplicate 법령ID {law_id}: same law as {versions[0][0]}, which is newer or first")
+            result.skip(ref, f"duplicate 법령ID {law_id}: same law as {versions[0][0]}, which is newer or first")
 
     for ref, articles in parsed:
         if ref not in kept_refs:
@@ -350,7 +350,7 @@ def read_statutes(
         seen: set[str] = set()
         for article in articles:
             if article.article_id in seen:
-                _skip(result, f"{ref}#{article.article_key}", f"duplicate article id {article.article_id} in file")
+                result.skip(f"{ref}#{article.article_key}", f"duplicate article id {article.article_id} in file")
                 continue
             seen.add(article.article_id)
             result.records.append(article)
@@ -362,8 +362,3 @@ def read_statutes(
         root,
     )
     return result
-
-
-def _skip(result: ReadResult[Any], ref: str, reason: str) -> None:
-    logger.warning("skipping %s: %s", ref, reason)
-    result.skip(ref, reason)
