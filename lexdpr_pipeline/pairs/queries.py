@@ -64,19 +64,33 @@ class QueryStats:
 
 
 _GROUP_MARK = re.compile(r"\[\s*(\d{1,3})\s*\]")
+_LETTERS = "가나다라마바사아자차카타파하"
+_LETTER_MARK = re.compile(r"(?:^|(?<=\s))([가나다라마바사아자차카타파하])\s*\.\s")
 
 
 def numbered_parts(text: str) -> dict[int, str]:
-    """``[1] A [2] B`` → ``{1: "A", 2: "B"}``; text without leading numbers → ``{}``."""
-    marks = list(_GROUP_MARK.finditer(text))
-    if not marks or text[: marks[0].start()].strip():
+    """``[1] A [2] B`` (or the older ``가. A 나. B``) → ``{1: "A", 2: "B"}``; unnumbered text → ``{}``.
+
+    The numbers match the groups the citation parser gives 참조조문/참조판례 (``가.`` = 1, ``나.`` = 2, …).
+    """
+    marks = [(m.start(), m.end(), int(m.group(1))) for m in _GROUP_MARK.finditer(text)]
+    if not marks:
+        # Letter labels only count in sequence (가, 나, 다 …), so a stray "다." inside a sentence is not a mark.
+        expected = 0
+        for m in _LETTER_MARK.finditer(text):
+            if expected < len(_LETTERS) and m.group(1) == _LETTERS[expected]:
+                marks.append((m.start(), m.end(), expected + 1))
+                expected += 1
+        if len(marks) < 2:
+            return {}
+    if not marks or text[: marks[0][0]].strip():
         return {}
     parts: dict[int, str] = {}
-    for i, m in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        chunk = text[m.end() : end].strip()
+    for i, (_start, end, number) in enumerate(marks):
+        stop = marks[i + 1][0] if i + 1 < len(marks) else len(text)
+        chunk = text[end:stop].strip()
         if chunk:
-            parts.setdefault(int(m.group(1)), chunk)
+            parts.setdefault(number, chunk)
     return parts
 
 

@@ -339,7 +339,10 @@ def test_group_and_id_invariants(world: World) -> None:
         ("  [1] A [1] again [3] C", {1: "A", 3: "C"}),
         ("[1] A [2] [3] C", {1: "A", 3: "C"}),  # an empty part is dropped
         ("서론 [1] A [2] B", {}),  # numbers must lead
-        ("가. A 나. B", {}),
+        ("가. A 나. B", {1: "A", 2: "B"}),  # older decisions letter their parts, like their 참조조문
+        ("가. A 다. B 나. C", {1: "A 다. B", 2: "C"}),  # letters only count in sequence
+        ("가. 하나뿐", {}),
+        ("이 사건은 다. 라고 끝난다", {}),
         ("번호 없는 판시사항", {}),
         ("", {}),
     ],
