@@ -74,7 +74,13 @@ class PairsSettings(_Section):
     include_former_citations: bool = True
     split_numbered_holdings: bool = True
     negatives_per_query: int = 4
+    negative_miner: Literal["bm25", "dense"] = Field(
+        "bm25",
+        description="bm25 (Kiwi tokens), or dense: the base model via sentence-transformers' mine_hard_negatives",
+    )
     bm25_candidates: int = 30  # BM25 depth searched before exclusions
+    dense_range_max: int = 50  # dense: candidates considered per query
+    dense_relative_margin: float = 0.05  # dense: skip candidates within 5% of the positive's score (false negatives)
     max_queries: int | None = Field(None, description="Cap on queries (demo runs); None = all")
     min_pairs: int = 50
     split_mode: Literal["digit", "temporal"] = "digit"

@@ -13,8 +13,9 @@ import polars as pl
 from lexdpr_pipeline.assets.common import count_table, table_output
 from lexdpr_pipeline.assets.corpus import counter_for
 from lexdpr_pipeline.citations.table import citation_table
+from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.pairs import checks
-from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives
+from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives, mine_dense_negatives
 from lexdpr_pipeline.pairs.queries import QueryConfig, build_queries
 from lexdpr_pipeline.pairs.report import build_pairs_report
 from lexdpr_pipeline.pairs.splits import SplitConfig, assign_splits, split_sizes
@@ -130,10 +131,21 @@ def training_pairs(
         raw_statutes, raw_admin_rules, raw_precedents, precedent_citations, merged_corpus, query_config(p)
     )
     pairs = _cap(pairs, p.max_queries)
-    index = BM25Index.load(bm25_index["path"])
-    pairs, nstats = mine_bm25_negatives(
-        pairs, merged_corpus, index, per_query=p.negatives_per_query, candidates=p.bm25_candidates
-    )
+    if p.negative_miner == "dense":
+        model = BiEncoder.load(base_model["path"] or base_model["repo_id"])
+        pairs, nstats = mine_dense_negatives(
+            pairs,
+            merged_corpus,
+            model,
+            per_query=p.negatives_per_query,
+            range_max=p.dense_range_max,
+            relative_margin=p.dense_relative_margin,
+        )
+    else:
+        index = BM25Index.load(bm25_index["path"])
+        pairs, nstats = mine_bm25_negatives(
+            pairs, merged_corpus, index, per_query=p.negatives_per_query, candidates=p.bm25_candidates
+        )
     counter = counter_for(project, base_model)
     pairs = pairs.with_columns(
         pl.Series("query_n_tokens", [len(s) for s in counter.spans_many(pairs["query_text"].to_list())], pl.Int32)
@@ -149,6 +161,7 @@ def training_pairs(
             "skipped": dg.MetadataValue.json(qstats.as_dict()["skipped"]),
             "hard_negatives": dg.MetadataValue.json(nstats.as_dict()),
             "short_negative_rows": dg.MetadataValue.int(nstats.short_rows),
+            "negative_miner": p.negative_miner,
         },
     )
 

@@ -105,3 +105,76 @@ def mine_bm25_negatives(
         pl.Series("negative_doc_ids", [[doc_id_of(p) for p in n] for n in negatives], dtype=pl.List(pl.String)),
     )
     return out, stats
+
+
+def mine_dense_negatives(
+    pairs: pl.DataFrame,
+    merged: pl.DataFrame,
+    model,  # lexdpr_pipeline.models.biencoder.BiEncoder
+    *,
+    per_query: int,
+    range_max: int = 50,
+    relative_margin: float = 0.05,
+    batch_size: int = 32,
+) -> tuple[pl.DataFrame, NegativeStats]:
+    """Dense hard negatives with sentence-transformers' ``mine_hard_negatives`` and the base model.
+
+    ``relative_margin`` drops candidates scoring within that fraction of the positive's score — the likely false
+    negatives (uncited but relevant passages). Mining asks for extra candidates, then applies the same exclusions
+    and one-per-document rule as BM25 mining. Replaces ``negative_ids``/``negative_doc_ids``.
+    """
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    excl = ExclusionIndex(merged)
+    text_to_id = dict(zip(merged["text"].to_list(), merged["passage_id"].to_list(), strict=True))
+    id_to_text = dict(zip(merged["passage_id"].to_list(), merged["text"].to_list(), strict=True))
+    anchors = pairs["query_text"].to_list()
+    positives = [id_to_text[p[0]] for p in pairs["positive_ids"].to_list()]
+    mined = mine_hard_negatives(
+        Dataset.from_dict({"anchor": anchors, "positive": positives}),
+        model.model,
+        corpus=merged["text"].to_list(),
+        range_max=range_max,
+        relative_margin=relative_margin,
+        num_negatives=min(range_max, per_query * 4),
+        sampling_strategy="top",
+        query_prompt=model.template.query,
+        corpus_prompt=model.template.passage,
+        output_format="labeled-list",
+        batch_size=batch_size,
+        verbose=False,
+    )
+    by_anchor: dict[str, list[str]] = {}
+    for row in mined:
+        docs = [d for d, label in zip(row[mined.column_names[1]], row[mined.column_names[2]], strict=True) if not label]
+        by_anchor.setdefault(row["anchor"], docs)
+    stats = NegativeStats(queries=pairs.height, wanted_per_query=per_query)
+    negatives: list[list[str]] = []
+    for anchor, pos, pos_docs, group, qpid in zip(
+        anchors,
+        pairs["positive_ids"].to_list(),
+        pairs["positive_doc_ids"].to_list(),
+        pairs["group_id"].to_list(),
+        pairs["query_passage_id"].to_list(),
+        strict=True,
+    ):
+        blocked = excl.exclusions(pos or [], [*(pos_docs or []), group]) | ({qpid} if qpid else set())
+        chosen: list[str] = []
+        seen: set[str] = set()
+        for text in by_anchor.get(anchor, []):
+            pid = text_to_id.get(text)
+            if pid is None or pid in blocked or doc_id_of(pid) in seen:
+                continue
+            seen.add(doc_id_of(pid))
+            chosen.append(pid)
+            if len(chosen) == per_query:
+                break
+        negatives.append(chosen)
+        stats.histogram[len(chosen)] = stats.histogram.get(len(chosen), 0) + 1
+        stats.short_rows += len(chosen) < per_query
+    out = pairs.with_columns(
+        pl.Series("negative_ids", negatives, dtype=pl.List(pl.String)),
+        pl.Series("negative_doc_ids", [[doc_id_of(p) for p in n] for n in negatives], dtype=pl.List(pl.String)),
+    )
+    return out, stats

@@ -71,9 +71,9 @@ def _all_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
 
 
 @pytest.fixture(scope="module")
-def built(mirror: Path, tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path):
+def built(mirror: Path, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     data = tmp_path_factory.mktemp("data")
-    defs = _defs(mirror, data, tiny_tokenizer_dir)
+    defs = _defs(mirror, data, tiny_model_dir)
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(instance, defs, _all_keys(defs))
         yield result, data
@@ -107,8 +107,8 @@ def test_statute_passage_reads_like_a_citation(built) -> None:
     assert art["text"][0].startswith("민법 제750조(불법행위의 내용) 고의 또는 과실로")
 
 
-def test_failing_blocking_check_stops_downstream(mirror: Path, tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
-    defs = _defs(mirror, tmp_path, tiny_tokenizer_dir, "pairs.min_pairs=1000000")
+def test_failing_blocking_check_stops_downstream(mirror: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    defs = _defs(mirror, tmp_path, tiny_model_dir, "pairs.min_pairs=1000000")
     with dg.DagsterInstance.ephemeral() as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(instance=instance, asset_selection=_all_keys(defs), raise_on_error=False)
@@ -116,3 +116,16 @@ def test_failing_blocking_check_stops_downstream(mirror: Path, tmp_path: Path, t
     assert checks["minimum_pair_count"] is False
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "dataset_splits" in materialized and "after_splits" not in materialized
+
+
+def test_dense_negative_miner_through_the_asset(mirror: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    defs = _defs(mirror, tmp_path, tiny_model_dir, "pairs.negative_miner=dense", "pairs.max_queries=60")
+    with dg.DagsterInstance.ephemeral() as instance:
+        keys = [k for k in _all_keys(defs) if k.to_user_string() != "after_splits"]
+        result = materialize(instance, defs, keys)
+        assert result.success
+        assert all(e.passed for e in result.get_asset_check_evaluations())
+        meta = instance.get_latest_materialization_event(dg.AssetKey("training_pairs")).asset_materialization.metadata
+        assert meta["negative_miner"].value == "dense"
+    pairs = pl.read_parquet(tmp_path / "tables" / "training_pairs.parquet")
+    assert pairs.height == 60 and pairs["negative_ids"].list.len().sum() > 0
