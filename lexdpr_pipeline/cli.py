@@ -102,11 +102,11 @@ def status() -> None:
     _print_states(asset_states(instance, defs), instance)
 
 
-def _run(keys, run_config: dict[str, Any] | None = None, *, trigger: str) -> None:
+def _run(keys, run_config: dict[str, Any] | None = None, *, trigger: str, instance=None, defs=None) -> None:
     from lexdpr_pipeline.orchestration import materialize, observe_sources
 
-    settings = _settings()
-    instance, defs = _instance_and_defs(settings)
+    if instance is None or defs is None:
+        instance, defs = _instance_and_defs(_settings())
     started = time.perf_counter()
     observe_sources(instance, defs)  # so each materialization records the mirror version it read
     result = materialize(instance, defs, keys, run_config, tags={"lexdpr/trigger": trigger})
@@ -188,6 +188,7 @@ def analyze_pairs(
     per-split numbers, citation resolution — a markdown report with PNG histograms, printed here."""
     import polars as pl
 
+    from lexdpr_pipeline.citations.table import citation_stats
     from lexdpr_pipeline.models.base import resolve_base_model
     from lexdpr_pipeline.pairs.report import build_pairs_report
     from lexdpr_pipeline.text.chunking import token_counter
@@ -200,8 +201,6 @@ def analyze_pairs(
         console.print(f"[red]missing {', '.join(missing)}[/red]: run `lex-dpr gen-data` first")
         raise typer.Exit(1)
     splits, corpus, citations = (pl.read_parquet(tables / f"{n}.parquet") for n in needed)
-    from lexdpr_pipeline.assets.training_data import citation_stats
-
     tokenizer = settings.text.tokenizer
     name = tokenizer
     if tokenizer == "model":
@@ -232,13 +231,12 @@ def materialize_cmd(
     from lexdpr_pipeline.assets.ingest import INGEST_ASSETS
     from lexdpr_pipeline.orchestration import ops_config
 
-    settings = _settings()
-    _, defs = _instance_and_defs(settings)
-    keys = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    instance, defs = _instance_and_defs(_settings())
     graph = defs.resolve_asset_graph()
-    keys = [k for k in keys if k in graph.materializable_asset_keys]
+    keys = [k for k in dg.AssetSelection.from_string(select).resolve(graph) if k in graph.materializable_asset_keys]
     names = [a.key.path[-1] for a in INGEST_ASSETS if a.key in keys]
-    _run(keys, ops_config(names, {"max_items": limit, "source": source}), trigger="materialize")
+    config = ops_config(names, {"max_items": limit, "source": source})
+    _run(keys, config, trigger="materialize", instance=instance, defs=defs)
 
 
 def _iso(value: str | None) -> str | None:

@@ -12,7 +12,7 @@ import polars as pl
 
 from lexdpr_pipeline.assets.common import count_table, table_output
 from lexdpr_pipeline.assets.corpus import counter_for
-from lexdpr_pipeline.citations.table import citation_table
+from lexdpr_pipeline.citations.table import citation_stats, citation_table
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.pairs import checks
 from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives, mine_dense_negatives
@@ -164,15 +164,6 @@ def training_pairs(
             "negative_miner": p.negative_miner,
         },
     )
-
-
-def citation_stats(citations: pl.DataFrame) -> dict[str, dict]:
-    out = {}
-    for kind in ("statute", "case"):
-        sel = citations.filter(pl.col("kind") == kind)
-        by_status = dict(sel.group_by("status").len().iter_rows())
-        out[kind] = {"total": sel.height, "resolved": int(by_status.get("resolved", 0)), "by_status": by_status}
-    return out
 
 
 def write_report(

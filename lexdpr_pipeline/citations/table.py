@@ -69,3 +69,13 @@ def citation_table(raw_statutes: pl.DataFrame, raw_precedents: pl.DataFrame) -> 
         ]
     frame = pl.DataFrame(rows, schema=CITATION_SCHEMA, orient="row") if rows else pl.DataFrame(schema=CITATION_SCHEMA)
     return frame, {"statute": statute_stats.as_dict(), "case": case_stats.as_dict()}
+
+
+def citation_stats(citations: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Totals and counts by status per kind, from a :data:`CITATION_SCHEMA` table (for reports)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ("statute", "case"):
+        sel = citations.filter(pl.col("kind") == kind)
+        by_status = dict(sel.group_by("status").len().iter_rows())
+        out[kind] = {"total": sel.height, "resolved": int(by_status.get("resolved", 0)), "by_status": by_status}
+    return out

@@ -129,3 +129,28 @@ def test_dense_negative_miner_through_the_asset(mirror: Path, tmp_path: Path, ti
         assert meta["negative_miner"].value == "dense"
     pairs = pl.read_parquet(tmp_path / "tables" / "training_pairs.parquet")
     assert pairs.height == 60 and pairs["negative_ids"].list.len().sum() > 0
+
+
+def test_analyze_pairs_cli_reads_the_materialized_tables(
+    built, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from lexdpr_pipeline.cli import app
+
+    _, data = built
+    monkeypatch.setenv("LEXDPR_DATA_DIR", str(data))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["--set", "text.tokenizer=whitespace", "analyze-pairs", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    splits = pl.read_parquet(data / "tables" / "dataset_splits.parquet")
+    assert f"{splits.height} queries" in result.output and "## Citation resolution" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "pairs_report.md",
+        "per_query_counts.png",
+        "query_types.png",
+        "splits.png",
+        "token_lengths.png",
+    ]
+    missing = CliRunner().invoke(app, ["--set", f"paths.data_dir={tmp_path / 'empty'}", "analyze-pairs"])
+    assert missing.exit_code == 1 and "gen-data" in missing.output
