@@ -8,7 +8,7 @@ was taken from. Negatives come from distinct documents, so one long decision can
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -56,6 +56,46 @@ class ExclusionIndex:
         return out
 
 
+def _blocked_sets(pairs: pl.DataFrame, excl: ExclusionIndex) -> list[set[str]]:
+    """Per query: every passage that must never be its negative (see the module doc)."""
+    out: list[set[str]] = []
+    for pos, pos_docs, group, qpid in pairs.select(
+        "positive_ids", "positive_doc_ids", "group_id", "query_passage_id"
+    ).iter_rows():
+        blocked = excl.exclusions(pos or [], [*(pos_docs or []), group])
+        if qpid:
+            blocked.add(qpid)
+        out.append(blocked)
+    return out
+
+
+def _pick(candidates: Iterable[str], blocked: set[str], per_query: int) -> list[str]:
+    """The first ``per_query`` allowed candidates, one per document."""
+    chosen: list[str] = []
+    seen_docs: set[str] = set()
+    for pid in candidates:
+        doc = doc_id_of(pid)
+        if pid in blocked or doc in seen_docs:
+            continue
+        seen_docs.add(doc)
+        chosen.append(pid)
+        if len(chosen) == per_query:
+            break
+    return chosen
+
+
+def _attach(pairs: pl.DataFrame, negatives: list[list[str]], per_query: int) -> tuple[pl.DataFrame, NegativeStats]:
+    stats = NegativeStats(queries=pairs.height, wanted_per_query=per_query)
+    for chosen in negatives:
+        stats.histogram[len(chosen)] = stats.histogram.get(len(chosen), 0) + 1
+        stats.short_rows += len(chosen) < per_query
+    out = pairs.with_columns(
+        pl.Series("negative_ids", negatives, dtype=pl.List(pl.String)),
+        pl.Series("negative_doc_ids", [[doc_id_of(p) for p in n] for n in negatives], dtype=pl.List(pl.String)),
+    )
+    return out, stats
+
+
 def mine_bm25_negatives(
     pairs: pl.DataFrame,
     merged: pl.DataFrame,
@@ -66,15 +106,7 @@ def mine_bm25_negatives(
     progress: bool = True,
 ) -> tuple[pl.DataFrame, NegativeStats]:
     """Add ``negative_ids`` and ``negative_doc_ids`` (best BM25 first) to ``pairs``."""
-    excl = ExclusionIndex(merged)
-    exclude: list[set[str]] = []
-    for pos, pos_docs, group, qpid in pairs.select(
-        "positive_ids", "positive_doc_ids", "group_id", "query_passage_id"
-    ).iter_rows():
-        blocked = excl.exclusions(pos or [], [*(pos_docs or []), group])
-        if qpid:
-            blocked.add(qpid)
-        exclude.append(blocked)
+    exclude = _blocked_sets(pairs, ExclusionIndex(merged))
     texts = pairs["query_text"].to_list()
     k = max(candidates, per_query)
     hits = index.search_many(texts, k=k, exclude=exclude, n_threads=0, progress=progress)
@@ -84,27 +116,8 @@ def mine_bm25_negatives(
         deeper = index.search_many([texts[i] for i in short], k=k * 8, exclude=[exclude[i] for i in short])
         for i, row in zip(short, deeper, strict=True):
             hits[i] = row
-    negatives: list[list[str]] = []
-    stats = NegativeStats(queries=pairs.height, wanted_per_query=per_query)
-    for row_hits in hits:
-        chosen: list[str] = []
-        seen_docs: set[str] = set()
-        for pid, _score in row_hits:
-            doc = doc_id_of(pid)
-            if doc in seen_docs:
-                continue
-            seen_docs.add(doc)
-            chosen.append(pid)
-            if len(chosen) == per_query:
-                break
-        negatives.append(chosen)
-        stats.histogram[len(chosen)] = stats.histogram.get(len(chosen), 0) + 1
-        stats.short_rows += len(chosen) < per_query
-    out = pairs.with_columns(
-        pl.Series("negative_ids", negatives, dtype=pl.List(pl.String)),
-        pl.Series("negative_doc_ids", [[doc_id_of(p) for p in n] for n in negatives], dtype=pl.List(pl.String)),
-    )
-    return out, stats
+    negatives = [_pick((pid for pid, _ in row), blocked, per_query) for row, blocked in zip(hits, exclude, strict=True)]
+    return _attach(pairs, negatives, per_query)
 
 
 def mine_dense_negatives(
@@ -149,32 +162,8 @@ def mine_dense_negatives(
     for row in mined:
         docs = [d for d, label in zip(row[mined.column_names[1]], row[mined.column_names[2]], strict=True) if not label]
         by_anchor.setdefault(row["anchor"], docs)
-    stats = NegativeStats(queries=pairs.height, wanted_per_query=per_query)
-    negatives: list[list[str]] = []
-    for anchor, pos, pos_docs, group, qpid in zip(
-        anchors,
-        pairs["positive_ids"].to_list(),
-        pairs["positive_doc_ids"].to_list(),
-        pairs["group_id"].to_list(),
-        pairs["query_passage_id"].to_list(),
-        strict=True,
-    ):
-        blocked = excl.exclusions(pos or [], [*(pos_docs or []), group]) | ({qpid} if qpid else set())
-        chosen: list[str] = []
-        seen: set[str] = set()
-        for text in by_anchor.get(anchor, []):
-            pid = text_to_id.get(text)
-            if pid is None or pid in blocked or doc_id_of(pid) in seen:
-                continue
-            seen.add(doc_id_of(pid))
-            chosen.append(pid)
-            if len(chosen) == per_query:
-                break
-        negatives.append(chosen)
-        stats.histogram[len(chosen)] = stats.histogram.get(len(chosen), 0) + 1
-        stats.short_rows += len(chosen) < per_query
-    out = pairs.with_columns(
-        pl.Series("negative_ids", negatives, dtype=pl.List(pl.String)),
-        pl.Series("negative_doc_ids", [[doc_id_of(p) for p in n] for n in negatives], dtype=pl.List(pl.String)),
-    )
-    return out, stats
+    negatives = [
+        _pick((text_to_id[t] for t in by_anchor.get(anchor, []) if t in text_to_id), blocked, per_query)
+        for anchor, blocked in zip(anchors, _blocked_sets(pairs, excl), strict=True)
+    ]
+    return _attach(pairs, negatives, per_query)
