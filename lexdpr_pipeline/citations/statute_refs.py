@@ -134,6 +134,7 @@ class _State:
     appendix: bool = False  # after [별표 …]: 항/호/목 describe the table, not the article
     groups: tuple[int, ...] = ()
     last_was_group: bool = False
+    bracket_groups: bool = False  # the text numbers its groups [1] [2]: then 가. is a 목 label, not a group
     words: _Words | None = None  # pending word run (a law name until proven otherwise)
     words_former: bool = False
     range_pending: bool = False
@@ -213,7 +214,8 @@ def _gap(st: _State, src: str, start: int, end: int) -> None:
     if not chunk.strip():
         return
     if st.words is None and (lm := _LABELS.match(chunk)):  # "가.나." list labels, usually after "/"
-        st.groups = tuple(label_index(c) for c in lm.group(1) if c not in ". \t\r\n")
+        if not st.bracket_groups:  # in "[2] … 제2조 제1항 가. (2) 제1호" the 가. is a 목, and the group stays [2]
+            st.groups = tuple(label_index(c) for c in lm.group(1) if c not in ". \t\r\n")
         start += lm.end()
         chunk = src[start:end]
         if not chunk.strip():
@@ -315,6 +317,7 @@ def _on_group(st: _State, n: int) -> None:
     st.orphan = None
     st.groups = (*st.groups, n) if st.last_was_group else (n,)
     st.last_was_group = True
+    st.bracket_groups = True
     st.cur = None
     st.dangling = None
     st.range_pending = False

@@ -457,3 +457,16 @@ def test_issue_constants() -> None:
 def test_groups_and_group_property() -> None:
     refs = parse_statute_refs("[1][2] 민법 제1조 / [3] 민법 제2조")
     assert [(r.groups, r.group) for r in refs] == [((1, 2), 1), ((3,), 3)]
+
+
+def test_letter_item_marker_inside_a_bracket_group_keeps_the_group() -> None:
+    # 95므694: with [1]/[2] numbering, "가." after 제1항 is a 목 label, not a new group.
+    refs = parse_statute_refs(
+        "[1] 민법 제812조, 제813조 / [2] 민사소송법 제228조, 가사소송법 제2조 제1항 가. (2) 제1호"
+    )
+    by_law = {(r.law_name, r.article_no): r.groups for r in refs if r.issue is None}
+    assert by_law[("민법", 812)] == (1,) and by_law[("민법", 813)] == (1,)
+    assert by_law[("민사소송법", 228)] == (2,) and by_law[("가사소송법", 2)] == (2,)
+    # Without bracket numbering, letter labels still number the groups.
+    lettered = parse_statute_refs("가. 민법 제750조 나. 민법 제751조")
+    assert [(r.article_no, r.groups) for r in lettered] == [(750, (1,)), (751, (2,))]

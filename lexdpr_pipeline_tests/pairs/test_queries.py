@@ -420,11 +420,6 @@ def test_real_former_citation(real_slice: RealSlice) -> None:
     assert sum(q["former_citation"] for q in without.values()) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="citation parser bug: in '[2] … 가사소송법 제2조 제1항 가. (2) 제1호' the 목 '가.' restarts group [1]",
-)
 def test_real_decision_with_item_markers_in_citations(real_slice: RealSlice) -> None:
     """대법원 95므694: [1] 민법 812, 813 (호적법 is not in the corpus) / [2] 민사소송법 228, 가사소송법 제2조."""
     path = CORPUS / "precedent-kr" / "가사" / "대법원" / "95므694.md"
