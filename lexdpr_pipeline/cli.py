@@ -188,10 +188,9 @@ def analyze_pairs(
     per-split numbers, citation resolution — a markdown report with PNG histograms, printed here."""
     import polars as pl
 
-    from lexdpr_pipeline.citations.table import citation_stats
     from lexdpr_pipeline.models.base import resolve_base_model
-    from lexdpr_pipeline.pairs.report import build_pairs_report
-    from lexdpr_pipeline.text.chunking import token_counter
+    from lexdpr_pipeline.pairs.report import write_pairs_report
+    from lexdpr_pipeline.text.chunking import token_counter_name
 
     settings = _settings()
     tables = settings.tables_dir
@@ -201,19 +200,16 @@ def analyze_pairs(
         console.print(f"[red]missing {', '.join(missing)}[/red]: run `lex-dpr gen-data` first")
         raise typer.Exit(1)
     splits, corpus, citations = (pl.read_parquet(tables / f"{n}.parquet") for n in needed)
-    tokenizer = settings.text.tokenizer
-    name = tokenizer
-    if tokenizer == "model":
-        ref = resolve_base_model(settings.models.base_model, settings.data_dir / "models")
-        name = token_counter("model", ref.path).name
-    report = build_pairs_report(
+    model_path = None
+    if settings.text.tokenizer == "model":
+        model_path = resolve_base_model(settings.models.base_model, settings.data_dir / "models").path
+    report = write_pairs_report(
         splits,
         corpus,
-        citation_stats(citations),
+        citations,
         out or settings.reports_dir / "training_data",
-        negatives_per_query=settings.pairs.negatives_per_query,
-        max_seq_length=settings.models.max_seq_length,
-        tokenizer_name=name,
+        settings,
+        token_counter_name(settings.text.tokenizer, model_path),
     )
     console.print(report.markdown)
     console.print(f"\nwritten: {report.markdown_path} (+ {len(report.images)} PNG plots)")

@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -41,7 +42,18 @@ def counter_for(project: LexDprProject, base_model: dict) -> TokenCounter:
     return token_counter(project.settings.text.tokenizer, path)
 
 
-def _passages_output(frame: pl.DataFrame, stats: PassageStats, counter: TokenCounter, started: float):
+def _passages(
+    context: dg.AssetExecutionContext,
+    project: LexDprProject,
+    base_model: dict,
+    build: Callable[[pl.DataFrame, TokenCounter, PassageConfig], tuple[pl.DataFrame, PassageStats]],
+    raw: pl.DataFrame,
+) -> dg.Output[pl.DataFrame]:
+    """Build one source's passages with the base model's tokenizer and the standard metadata."""
+    started = time.perf_counter()
+    counter = counter_for(project, base_model)
+    frame, stats = build(raw, counter, passage_config(project.settings))
+    context.log.info(f"{context.asset_key.to_user_string()}: {stats.as_dict()}")
     chunked = frame.filter(pl.col("n_chunks") > 1)["doc_id"].n_unique() if frame.height else 0
     return table_output(
         frame,
@@ -64,11 +76,7 @@ def law_passages(
     context: dg.AssetExecutionContext, project: LexDprProject, raw_statutes: pl.DataFrame, base_model: dict
 ) -> dg.Output[pl.DataFrame]:
     """Statute articles as passages (``민법 제750조(불법행위의 내용) …``), long ones chunked with overlap."""
-    started = time.perf_counter()
-    counter = counter_for(project, base_model)
-    frame, stats = statute_passages(raw_statutes, counter, passage_config(project.settings))
-    context.log.info(f"law passages: {stats.as_dict()}")
-    return _passages_output(frame, stats, counter, started)
+    return _passages(context, project, base_model, statute_passages, raw_statutes)
 
 
 @dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
@@ -76,10 +84,7 @@ def admin_passages(
     context: dg.AssetExecutionContext, project: LexDprProject, raw_admin_rules: pl.DataFrame, base_model: dict
 ) -> dg.Output[pl.DataFrame]:
     """Administrative-rule articles as passages."""
-    started = time.perf_counter()
-    counter = counter_for(project, base_model)
-    frame, stats = admin_rule_passages(raw_admin_rules, counter, passage_config(project.settings))
-    return _passages_output(frame, stats, counter, started)
+    return _passages(context, project, base_model, admin_rule_passages, raw_admin_rules)
 
 
 @dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
@@ -87,11 +92,7 @@ def prec_passages(
     context: dg.AssetExecutionContext, project: LexDprProject, raw_precedents: pl.DataFrame, base_model: dict
 ) -> dg.Output[pl.DataFrame]:
     """판시사항 and 판결요지 as passages of their own, 판례내용 in overlapping chunks."""
-    started = time.perf_counter()
-    counter = counter_for(project, base_model)
-    frame, stats = precedent_passages(raw_precedents, counter, passage_config(project.settings))
-    context.log.info(f"precedent passages: {stats.as_dict()['dropped']}")
-    return _passages_output(frame, stats, counter, started)
+    return _passages(context, project, base_model, precedent_passages, raw_precedents)
 
 
 @dg.asset(group_name=GROUP, code_version="merged-1", kinds={"polars", "parquet"})

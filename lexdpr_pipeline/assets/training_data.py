@@ -12,16 +12,17 @@ import polars as pl
 
 from lexdpr_pipeline.assets.common import count_table, table_output
 from lexdpr_pipeline.assets.corpus import counter_for
-from lexdpr_pipeline.citations.table import citation_stats, citation_table
+from lexdpr_pipeline.citations.table import citation_table
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.pairs import checks
 from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives, mine_dense_negatives
 from lexdpr_pipeline.pairs.queries import QueryConfig, build_queries
-from lexdpr_pipeline.pairs.report import build_pairs_report
+from lexdpr_pipeline.pairs.report import write_pairs_report
 from lexdpr_pipeline.pairs.splits import SplitConfig, assign_splits, split_sizes
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.search.bm25 import BM25Index, BM25Params
 from lexdpr_pipeline.settings import PairsSettings
+from lexdpr_pipeline.text.chunking import token_counter_name
 from lexdpr_pipeline.text.korean import KoreanTokenizer
 
 GROUP = "training_data"
@@ -166,25 +167,6 @@ def training_pairs(
     )
 
 
-def write_report(
-    project: LexDprProject,
-    splits: pl.DataFrame,
-    corpus: pl.DataFrame,
-    citations: pl.DataFrame,
-    out: Path,
-    tokenizer: str,
-):
-    return build_pairs_report(
-        splits,
-        corpus,
-        citation_stats(citations),
-        out,
-        negatives_per_query=project.settings.pairs.negatives_per_query,
-        max_seq_length=project.settings.models.max_seq_length,
-        tokenizer_name=tokenizer,
-    )
-
-
 @dg.asset(group_name=GROUP, code_version="splits-1", kinds={"polars", "parquet"})
 def dataset_splits(
     context: dg.AssetExecutionContext,
@@ -197,13 +179,14 @@ def dataset_splits(
     """Train/valid/test (``digit`` or ``temporal`` mode), every decision's queries in one split; plus the report."""
     started = time.perf_counter()
     splits = assign_splits(training_pairs, split_config(project.settings.pairs))
-    report = write_report(
-        project,
+    model_path = Path(base_model["path"]) if base_model.get("path") else None
+    report = write_pairs_report(
         splits,
         merged_corpus,
         precedent_citations,
         project.reports / GROUP,
-        counter_for(project, base_model).name,
+        project.settings,
+        token_counter_name(project.settings.text.tokenizer, model_path),
     )
     images = "\n\n".join(
         f"![{name}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"

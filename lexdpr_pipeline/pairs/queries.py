@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -296,8 +295,3 @@ def build_queries(
     if dupes:
         raise ValueError(f"{dupes} duplicate query ids: the id scheme is broken")
     return frame.sort("query_id"), stats
-
-
-def iter_positive_sets(pairs: pl.DataFrame) -> Iterable[set[str]]:
-    for positives in pairs["positive_ids"]:
-        yield set(positives or [])

@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import polars as pl
 
+from lexdpr_pipeline.citations.table import citation_stats
+from lexdpr_pipeline.settings import Settings
 from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text
 
 SPLITS = ("train", "valid", "test")
@@ -208,3 +210,23 @@ def build_pairs_report(
         "passages_over_max_seq_length": over_p,
     }
     return PairsReport(markdown=markdown, markdown_path=path, images=images, summary=summary)
+
+
+def write_pairs_report(
+    splits: pl.DataFrame,
+    corpus: pl.DataFrame,
+    citations: pl.DataFrame,
+    out_dir: Path,
+    settings: Settings,
+    tokenizer_name: str,
+) -> PairsReport:
+    """:func:`build_pairs_report` with the numbers the settings fix (negatives per query, max sequence length)."""
+    return build_pairs_report(
+        splits,
+        corpus,
+        citation_stats(citations),
+        out_dir,
+        negatives_per_query=settings.pairs.negatives_per_query,
+        max_seq_length=settings.models.max_seq_length,
+        tokenizer_name=tokenizer_name,
+    )

@@ -12,7 +12,7 @@ heading queries) go to train.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
@@ -26,7 +26,6 @@ class SplitConfig:
     test_digits: tuple[int, ...] = (9,)
     valid_from: dt.date | None = None  # temporal: decisions on/after this date → valid (until test_from)
     test_from: dt.date | None = None  # temporal: decisions on/after this date → test
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode == "digit":

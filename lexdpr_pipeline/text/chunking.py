@@ -50,7 +50,7 @@ class HFTokenCounter:
         file = path / "tokenizer.json"
         if not file.exists():
             raise FileNotFoundError(f"no tokenizer.json in {path}: point text.tokenizer at a model folder")
-        return cls(Tokenizer.from_file(str(file)), name=f"hf:{path.name}")
+        return cls(Tokenizer.from_file(str(file)), name=_hf_name(path))
 
     def spans_many(self, texts: Sequence[str]) -> list[list[Span]]:
         encodings = self._tok.encode_batch(list(texts), add_special_tokens=False)
@@ -109,12 +109,28 @@ def chunk_spans(
     return chunks
 
 
-def token_counter(spec: str, model_path: Path | None) -> TokenCounter:
-    """The ``text.tokenizer`` setting → a counter: ``model`` (the base model's), ``whitespace``, or a folder."""
+def _hf_name(path: Path) -> str:
+    return f"hf:{Path(path).name}"
+
+
+def _tokenizer_dir(spec: str, model_path: Path | None) -> Path | None:
+    """Where the ``text.tokenizer`` setting's tokenizer lives (``None`` for whitespace)."""
     if spec == "whitespace":
-        return WhitespaceTokenCounter()
+        return None
     if spec == "model":
         if model_path is None:
             raise ValueError("text.tokenizer=model needs a local base model folder (or set text.tokenizer)")
-        return HFTokenCounter.from_dir(model_path)
-    return HFTokenCounter.from_dir(Path(spec))
+        return Path(model_path)
+    return Path(spec)
+
+
+def token_counter(spec: str, model_path: Path | None) -> TokenCounter:
+    """The ``text.tokenizer`` setting → a counter: ``model`` (the base model's), ``whitespace``, or a folder."""
+    folder = _tokenizer_dir(spec, model_path)
+    return WhitespaceTokenCounter() if folder is None else HFTokenCounter.from_dir(folder)
+
+
+def token_counter_name(spec: str, model_path: Path | None) -> str:
+    """The name :func:`token_counter` would give, without loading the tokenizer (for reports)."""
+    folder = _tokenizer_dir(spec, model_path)
+    return WhitespaceTokenCounter.name if folder is None else _hf_name(folder)

@@ -281,3 +281,10 @@ def test_whitespace_counter() -> None:
     text = " 고의 또는\n과실로  인한 "
     assert WS.spans_many([text, ""]) == [[(1, 3), (4, 6), (7, 10), (12, 14)], []]
     assert WS.name == "whitespace"
+
+
+def test_token_counter_name_matches_the_loaded_counter(tiny_tokenizer_dir: Path) -> None:
+    from lexdpr_pipeline.text.chunking import token_counter, token_counter_name
+
+    for spec, path in (("whitespace", None), ("model", tiny_tokenizer_dir), (str(tiny_tokenizer_dir), None)):
+        assert token_counter_name(spec, path) == token_counter(spec, path).name
