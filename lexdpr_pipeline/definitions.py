@@ -7,8 +7,12 @@ import os
 import dagster as dg
 
 from lexdpr_pipeline.assets.corpus import CORPUS_ASSETS
+from lexdpr_pipeline.assets.evaluation import EVALUATION_ASSETS
 from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, SOURCE_ASSETS
 from lexdpr_pipeline.assets.models import MODEL_ASSETS
+from lexdpr_pipeline.assets.search_index import SEARCH_INDEX_ASSETS, SEARCH_INDEX_CHECKS
+from lexdpr_pipeline.assets.sweeps import SWEEP_ASSETS, SWEEP_JOBS
+from lexdpr_pipeline.assets.training import TRAINING_ASSETS
 from lexdpr_pipeline.assets.training_data import INDEX_ASSETS, TRAINING_DATA_ASSETS, TRAINING_DATA_CHECKS
 from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job
 from lexdpr_pipeline.logging_setup import configure_logging
@@ -34,9 +38,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *CORPUS_ASSETS,
             *INDEX_ASSETS,
             *TRAINING_DATA_ASSETS,
+            *TRAINING_ASSETS,
+            *EVALUATION_ASSETS,
+            *SEARCH_INDEX_ASSETS,
+            *SWEEP_ASSETS,  # declared only: sweep_job reports it, '*' never runs a sweep
         ],
-        asset_checks=TRAINING_DATA_CHECKS,
-        jobs=[ingest_job, downstream_refresh_job, observe_sources_job],
+        asset_checks=[*TRAINING_DATA_CHECKS, *SEARCH_INDEX_CHECKS],
+        jobs=[ingest_job, downstream_refresh_job, observe_sources_job, *SWEEP_JOBS],
         schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],
         sensors=[refresh_downstream_after_ingest],
         resources={

@@ -91,6 +91,126 @@ class PairsSettings(_Section):
     test_from: str = "2021-01-01"  # temporal mode
 
 
+class TrainSettings(_Section):
+    """Fine-tuning the bi-encoder (asset ``trained_model``). See GUIDE.md for which of these matter where."""
+
+    template: str = Field("e5", description="e5 | bge | none | custom (then set query_prompt / passage_prompt)")
+    query_prompt: str | None = None
+    passage_prompt: str | None = None
+    max_seq_length: int = Field(256, description="Tokens per text while training (passages are ~256-token chunks)")
+    epochs: float = 1.0
+    max_steps: int | None = Field(None, description="Stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    scheduler: str = Field("linear", description="transformers scheduler: linear, cosine, constant_with_warmup, …")
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = Field(1, description="Does NOT add in-batch negatives; use cached_mnrl")
+    temperature: float = Field(0.05, description="Softmax temperature of the ranking loss (scale = 1/temperature)")
+    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    mini_batch_size: int = Field(16, description="cached_mnrl: texts per forward pass (memory), not the batch")
+    hard_negatives: int = Field(1, description="Mined hard negatives per row, as extra columns (0 = in-batch only)")
+    duplicates: Literal["no_duplicates_sampler", "mask", "none"] = Field(
+        "mask",
+        description="In-batch duplicates (one article is the positive of many queries): mask them in the loss, "
+        "or keep them out of a batch with sentence-transformers' no-duplicates sampler, or ignore them",
+    )
+    query_types: list[str] | None = Field(None, description="Train on these query types only (None: all)")
+    max_train_queries: int | None = Field(None, description="Deterministic sample of training queries")
+    positives_per_query: int = Field(1, description="Rows per query: its first N positives (best section first)")
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on a GPU that has it")
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = ["query", "key", "value", "dense"]
+    merge_lora: bool = Field(False, description="Merge the adapter into the base weights when saving (serving)")
+    eval_steps: int | None = Field(None, description="Validate every N steps (None: once per epoch / at the end)")
+    eval_max_queries: int = Field(300, description="Validation queries used during training (a fixed sample)")
+    eval_corpus_max_passages: int | None = Field(
+        5000, description="Validation corpus while training: positives + a seeded sample of the rest"
+    )
+    early_stopping_patience: int | None = Field(3, description="Validations without a better nDCG@10 before stop")
+    logging_steps: int = 5
+    save_total_limit: int = 2
+    resume: bool = Field(True, description="Resume from the last checkpoint of an interrupted run with equal inputs")
+    seed: int = 42
+    device: str | None = Field(None, description="cpu, cuda, mps (None: what torch finds)")
+    test_run: bool = Field(False, description="Train test_run_steps steps on a small sample, end to end (smoke)")
+    test_run_steps: int = 3
+
+
+class EvalSettings(_Section):
+    """Side-by-side evaluation (asset ``model_evaluation``): fine-tuned vs zero-shot base vs BM25."""
+
+    ks: list[int] = [1, 5, 10, 100]
+    splits: list[str] = ["valid", "test"]
+    max_queries_per_split: int | None = Field(None, description="Seeded sample per split, stratified by type")
+    corpus_max_passages: int | None = Field(
+        None, description="None: all of merged_corpus. N: every positive + a seeded random sample of the rest"
+    )
+    compare_base: bool = True
+    compare_bm25: bool = True
+    exclude_query_document: bool = Field(
+        True, description="Drop the passages of the decision a query was taken from (they are not answers)"
+    )
+    batch_size: int = 64
+    seed: int = 13
+
+
+class TrackingSettings(_Section):
+    """MLflow: a local sqlite store under data/mlflow by default; MLFLOW_TRACKING_URI points elsewhere."""
+
+    tracking_uri: str | None = Field(None, description="None: $MLFLOW_TRACKING_URI, else sqlite under data/mlflow")
+    experiment: str = "lexdpr"
+    model_artifact_max_mb: int = Field(200, description="Log the model itself up to this size, else its path")
+
+
+class EmbedSettings(_Section):
+    model: str = Field("trained", description="trained (the trained_model asset), base, or a model folder")
+    batch_size: int = 64
+
+
+class IndexSettings(_Section):
+    faiss_type: Literal["flat", "ivf", "hnsw"] = "flat"
+    ivf_nlist: int | None = Field(None, description="None: about 4·sqrt(passages)")
+    ivf_nprobe: int = 16
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    recall_floor: float = Field(0.9, description="Asset check: approximate recall@10 vs exact search")
+    recall_sample_queries: int = 200
+
+
+class SearchSettings(_Section):
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = Field(0.5, description="weighted fusion: weight of the dense score (BM25 gets the rest)")
+    candidates: int = Field(100, description="Passages fetched per retriever before fusion and collapsing")
+    snippet_chars: int = 200
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: SecretStr | None = Field(None, description="Require X-API-Key when set; from LEXDPR_API_KEY")
+    rate_limit_per_minute: int | None = 120
+    max_texts: int = 64
+    max_chars: int = 4000
+    max_top_k: int = 100
+    reload_check_s: float = Field(30.0, description="How often to look for a newer index (0: only on admin reload)")
+    workers: int = Field(1, description="uvicorn worker processes (each loads its own engine)")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies whose X-Forwarded-For is trusted (client address for rate limits)"
+    )
+    worker_healthcheck_s: int = Field(
+        60, description="workers > 1: seconds a busy worker may not answer uvicorn's ping (loading Kiwi blocks it)"
+    )
+
+
 class ScheduleSettings(_Section):
     refresh_cron: str = "0 3 * * 1"  # Mondays 03:00
     timezone: str = "Asia/Seoul"
@@ -109,6 +229,13 @@ class Settings(_Section):
     models: ModelSettings = ModelSettings()
     text: TextSettings = TextSettings()
     pairs: PairsSettings = PairsSettings()
+    train: TrainSettings = TrainSettings()
+    eval: EvalSettings = EvalSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    embed: EmbedSettings = EmbedSettings()
+    index: IndexSettings = IndexSettings()
+    search: SearchSettings = SearchSettings()
+    api: ApiSettings = ApiSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -133,11 +260,15 @@ class Settings(_Section):
         return self.data_dir / "reports"
 
 
+#: Settings that are secrets: only from the environment, never from files, never dumped.
+SECRET_SETTINGS = ("lawgo.oc", "api.api_key")
+
 #: Named environment variables → dotted setting.
 ENV_VARS: dict[str, str] = {
     "LEXDPR_DATA_DIR": "paths.data_dir",
     "LEXDPR_MIRROR_DIR": "paths.mirror_dir",
     "LAW_GO_KR_OC": "lawgo.oc",
+    "LEXDPR_API_KEY": "api.api_key",
     "LAW_GO_KR_BASE_URL": "lawgo.base_url",
     "LAW_GO_KR_RATE_LIMIT": "lawgo.rate_limit_per_s",
     "LEXDPR_INGEST_SOURCE": "ingest.source",
@@ -199,6 +330,8 @@ def load_settings(
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
+        if isinstance(loaded.get("api"), dict) and loaded["api"].get("api_key"):
+            raise ValueError(f"{path} holds api.api_key: set the LEXDPR_API_KEY environment variable instead")
         if isinstance(loaded.get("lawgo"), dict) and loaded["lawgo"].get("oc"):
             raise ValueError(
                 f"{path} holds lawgo.oc: keep the law.go.kr key out of files; set the LAW_GO_KR_OC environment "
@@ -208,7 +341,7 @@ def load_settings(
     env_tree: dict[str, Any] = {}
     for name, dotted in ENV_VARS.items():
         if env.get(name, "") != "":
-            _set_dotted(env_tree, dotted, env[name] if dotted == "lawgo.oc" else _parse_scalar(env[name]))
+            _set_dotted(env_tree, dotted, env[name] if dotted in SECRET_SETTINGS else _parse_scalar(env[name]))
     for name, value in env.items():
         if name.startswith("LEXDPR__") and value != "":
             _set_dotted(env_tree, name[len("LEXDPR__") :].lower().replace("__", "."), _parse_scalar(value))
@@ -229,7 +362,8 @@ def shareable(settings: Settings) -> Settings:
         update={"data_dir": settings.paths.data_dir.resolve(), "mirror_dir": settings.paths.mirror_dir.resolve()}
     )
     lawgo = settings.lawgo.model_copy(update={"oc": None})
-    return settings.model_copy(update={"paths": paths, "lawgo": lawgo})
+    api = settings.api.model_copy(update={"api_key": None})
+    return settings.model_copy(update={"paths": paths, "lawgo": lawgo, "api": api})
 
 
 def dump(settings: Settings) -> str:
@@ -237,4 +371,21 @@ def dump(settings: Settings) -> str:
     data = settings.model_dump(mode="json")  # SecretStr dumps as "**********"
     if settings.lawgo.oc is None:
         data["lawgo"]["oc"] = None
+    if settings.api.api_key is None:
+        data["api"]["api_key"] = None
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+def with_overrides(settings: Settings, overrides: list[str] | None) -> Settings:
+    """``settings`` with ``section.field=value`` overrides applied (run config from the Dagster UI or the CLI)."""
+    if not overrides:
+        return settings
+    tree = settings.model_dump(mode="python")
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        key, value = item.split("=", 1)
+        if key.strip() in SECRET_SETTINGS:
+            raise ValueError(f"{key.strip()} is a secret: set it in the environment, not in run config")
+        _set_dotted(tree, key.strip(), _parse_scalar(value.strip()))
+    return Settings.model_validate(tree)

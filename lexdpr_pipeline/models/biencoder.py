@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 TEMPLATE_FILE = "lexdpr_template.json"
+ADAPTER_FILE = "lexdpr_adapter.json"  # a LoRA-only model folder: {"base": path relative to the folder or hub id}
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
 
@@ -86,7 +87,11 @@ class BiEncoder:
         local = Path(path)
         if local.is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        model = SentenceTransformer(str(path), device=device or "cpu")
+        adapter = local / ADAPTER_FILE
+        if local.is_dir() and adapter.exists():
+            model = _load_with_adapter(local, json.loads(adapter.read_text(encoding="utf-8")), device or "cpu")
+        else:
+            model = SentenceTransformer(str(path), device=device or "cpu")
         saved = Template.load(local) if local.is_dir() else None
         chosen = template or saved or Template.named("e5" if "e5" in str(path).lower() else "none")
         return cls(model, chosen)
@@ -112,3 +117,23 @@ class BiEncoder:
 
     def encode_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.template.passage, batch_size, progress)
+
+
+def _load_with_adapter(model_dir: Path, adapter: dict, device: str) -> SentenceTransformer:
+    """Base model (resolved relative to ``model_dir``) + the LoRA adapter stored in ``model_dir``."""
+    from sentence_transformers import SentenceTransformer
+
+    base = (model_dir / adapter["base"]).resolve() if adapter.get("base_is_path", True) else adapter["base"]
+    if adapter.get("base_is_path", True) and not Path(base).is_dir():
+        raise FileNotFoundError(
+            f"{model_dir} is a LoRA adapter on {adapter['base']!r} (relative to the model folder), which is missing: "
+            "keep the base model beside it, or train with train.merge_lora=true for a self-contained model"
+        )
+    model = SentenceTransformer(str(base), device=device)
+    model.load_adapter(str(model_dir))
+    st_config = model_dir / "sentence_bert_config.json"
+    if st_config.exists():
+        max_len = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+        if max_len:
+            model.max_seq_length = max_len
+    return model

@@ -1,0 +1,192 @@
+"""The search engine the API serves, swapped atomically when a newer index is published.
+
+Requests read :attr:`EngineHolder.current` once and keep that reference for the whole request, so a swap never
+changes the engine under a request in flight: the old engine is freed when its last request finishes. Loads are
+serialized (one at a time) and happen outside the request path. A load that fails keeps the engine being served and
+is reported by :meth:`EngineHolder.status` (shown by ``GET /health``).
+
+A newer index is noticed by the content of the pointer file (``data/indexes/CURRENT.json``, written atomically by
+the ``faiss_index`` asset): :meth:`EngineHolder.check` reloads when its bytes differ from those of the last load
+attempt, so a broken pointer is tried once, not every few seconds, and a fixed one is picked up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An engine with what it reported about itself when it was loaded (read once: it may cost a scan)."""
+
+    engine: Any
+    versions: dict[str, Any]
+    loaded_at: str
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    ok: bool
+    reason: str
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class EngineHolder:
+    """Holds the current engine; ``loader()`` builds a new one (e.g. ``lambda: load_engine(settings)``) and
+    ``warm_up(engine)``, when given, runs on it before it is served (an engine that fails it is not swapped in)."""
+
+    def __init__(
+        self,
+        loader: Callable[[], Any],
+        pointer: Path | None = None,
+        *,
+        warm_up: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._loader = loader
+        self._warm_up = warm_up
+        self.pointer = pointer
+        self._current: Loaded | None = None
+        self._load_lock = threading.Lock()
+        self._attempted_signature: str | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.loads = 0
+        self.last_attempt: dict[str, Any] | None = None
+
+    @property
+    def current(self) -> Loaded | None:
+        """The engine to use for one request (None while none could be loaded). Read it once per request."""
+        return self._current
+
+    @property
+    def engine(self) -> Any:
+        current = self._current
+        return current.engine if current is not None else None
+
+    def pointer_signature(self) -> str | None:
+        """sha256 of the pointer file's bytes; None when there is no pointer file (or none is watched)."""
+        if self.pointer is None:
+            return None
+        try:
+            return hashlib.sha256(Path(self.pointer).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None
+
+    def reload(self, reason: str = "admin") -> ReloadResult:
+        """Load a new engine now and swap it in; on failure keep the current one and record the error."""
+        with self._load_lock:
+            signature = self.pointer_signature()  # before loading: a change during the load triggers another
+            started = time.perf_counter()
+            try:
+                engine = self._loader()
+                if self._warm_up is not None:
+                    self._warm_up(engine)
+                versions = _versions(engine)
+            except Exception as exc:  # any loader failure must leave the served engine in place
+                seconds = time.perf_counter() - started
+                error = f"{type(exc).__name__}: {exc}"
+                expected = isinstance(exc, FileNotFoundError | ValueError)  # no index yet, a bad pointer: no traceback
+                logger.error(
+                    "engine reload (%s) failed after %.1fs (%s); %s",
+                    reason,
+                    seconds,
+                    error,
+                    "keeping the current engine" if self._current is not None else "no engine is loaded",
+                    exc_info=not expected,
+                )
+                result = ReloadResult(False, reason, error, seconds)
+            else:
+                seconds = time.perf_counter() - started
+                self._current = Loaded(engine, versions, _now())  # one reference assignment: atomic for readers
+                self.loads += 1
+                logger.info(
+                    "engine loaded (%s) in %.1fs: model %s, index %s",
+                    reason,
+                    seconds,
+                    versions.get("model_version"),
+                    versions.get("index_version"),
+                )
+                result = ReloadResult(True, reason, None, seconds)
+            self._attempted_signature = signature
+            self.last_attempt = {
+                "at": _now(),
+                "reason": reason,
+                "ok": result.ok,
+                "error": result.error,
+                "seconds": round(result.seconds, 3),
+            }
+            return result
+
+    def check(self) -> ReloadResult | None:
+        """Reload when the pointer file changed since the last attempt; None when nothing changed."""
+        signature = self.pointer_signature()
+        if signature is None or signature == self._attempted_signature:
+            return None
+        return self.reload("pointer changed")
+
+    # background watcher --------------------------------------------------------------------------------------
+
+    def start_watcher(self, interval_s: float) -> None:
+        """Call :meth:`check` every ``interval_s`` seconds in a daemon thread (no-op for ``interval_s <= 0``)."""
+        if interval_s <= 0 or self._watcher is not None:
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(
+            target=self._watch, args=(interval_s,), name="lexdpr-engine-watcher", daemon=True
+        )
+        self._watcher.start()
+
+    def stop_watcher(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.check()
+            except Exception:  # never let the watcher die (e.g. the pointer's folder became unreadable)
+                logger.exception("index pointer check failed")
+
+    # reporting ------------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What ``/health`` reports: ``ok`` / ``degraded`` (serving, but the last reload failed) / ``unavailable``."""
+        current = self._current
+        last = self.last_attempt
+        if current is None:
+            state = "unavailable"
+        elif last is not None and not last["ok"]:
+            state = "degraded"
+        else:
+            state = "ok"
+        return {
+            "status": state,
+            "loaded_at": current.loaded_at if current is not None else None,
+            "versions": current.versions if current is not None else {},
+            "loads": self.loads,
+            "last_reload": last,
+        }
+
+
+def _versions(engine: Any) -> dict[str, Any]:
+    """The engine's ``versions``, JSON-safe (it goes into /health as it is)."""
+    versions = getattr(engine, "versions", None)
+    return json.loads(json.dumps(versions, default=str)) if isinstance(versions, dict) else {}

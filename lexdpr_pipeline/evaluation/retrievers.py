@@ -1,0 +1,71 @@
+"""Systems under evaluation, each turned into rankings: ``{query_id: [passage_id, …]}``, best first.
+
+Every ranking is ``depth`` long (or shorter when fewer passages qualify) *after* a query's excluded passages are
+dropped: retrievers fetch ``depth`` plus as many as the query could lose to exclusions.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+
+from lexdpr_pipeline.evaluation.queries import EvalQueries
+from lexdpr_pipeline.index.exact import exact_search
+from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.search.bm25 import BM25Index
+
+logger = logging.getLogger(__name__)
+
+Rankings = dict[str, list[str]]
+
+
+def dense_rankings(
+    model: BiEncoder,
+    queries: EvalQueries,
+    corpus_frame: pl.DataFrame,
+    depth: int,
+    batch_size: int = 64,
+    progress: bool = True,
+    passage_vecs: np.ndarray | None = None,
+) -> tuple[Rankings, np.ndarray]:
+    """Exact cosine search with ``model`` (its template applied). Returns the rankings and the passage vectors
+    (pass them back as ``passage_vecs`` to rank another split over the same corpus without re-encoding)."""
+    ids = corpus_frame["passage_id"].to_list()
+    if passage_vecs is None:
+        passage_vecs = model.encode_passages(corpus_frame["text"].to_list(), batch_size=batch_size, progress=progress)
+    elif passage_vecs.shape[0] != len(ids):
+        raise ValueError(f"{passage_vecs.shape[0]} passage vectors for a corpus of {len(ids)} passages")
+    if not len(queries):
+        return {}, passage_vecs
+    query_vecs = model.encode_queries(queries.texts, batch_size=batch_size, progress=progress)
+    in_corpus = set(ids)
+    extra = max(len(queries.exclude.get(q, set()) & in_corpus) for q in queries.ids)
+    _, idx = exact_search(query_vecs, passage_vecs, depth + extra)
+    rankings: Rankings = {}
+    for qid, row in zip(queries.ids, idx, strict=True):
+        banned = queries.exclude.get(qid, set())
+        rankings[qid] = [pid for pid in (ids[i] for i in row) if pid not in banned][:depth]
+    return rankings, passage_vecs
+
+
+def bm25_rankings(index: BM25Index, queries: EvalQueries, depth: int, progress: bool = False) -> Rankings:
+    """BM25 rankings (only passages sharing a term with the query are ranked, so a ranking can be short)."""
+    if not len(queries):
+        return {}
+    exclude = [queries.exclude.get(q, set()) for q in queries.ids]
+    hits = index.search_many(queries.texts, k=depth, exclude=exclude, progress=progress)
+    return {qid: [pid for pid, _ in row] for qid, row in zip(queries.ids, hits, strict=True)}
+
+
+def bm25_index_for(corpus_frame: pl.DataFrame, full_index: BM25Index | None = None, progress: bool = True) -> BM25Index:
+    """``full_index`` when it indexes exactly the eval corpus' passages; otherwise a new index over the corpus."""
+    ids = corpus_frame["passage_id"].to_list()
+    if full_index is not None:
+        if len(full_index) == len(ids) and set(full_index.ids) == set(ids):
+            return full_index
+        logger.info(
+            "BM25: the given index (%d passages) is not the eval corpus (%d); building one", len(full_index), len(ids)
+        )
+    return BM25Index.build(ids, corpus_frame["text"].to_list(), progress=progress)

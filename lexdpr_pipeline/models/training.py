@@ -1,0 +1,485 @@
+"""Fine-tuning the bi-encoder on citation-linked pairs (sentence-transformers trainer, optional LoRA via peft).
+
+The pieces, in the order :func:`train_biencoder` uses them:
+
+- :func:`training_rows`: ``dataset_splits`` → rows ``(anchor, positive, negative_1..n, label)``; the label holds the
+  integer keys the duplicate-aware losses mask with (:mod:`lexdpr_pipeline.models.losses`).
+- :func:`duplicate_report`: how many rows each in-batch duplicate strategy keeps, and how many in-batch false
+  negatives plain batching would have.
+- :func:`train_biencoder`: the trainer run — warmup, scheduler, clipping, gradient checkpointing, bf16/fp16 on a GPU,
+  validation nDCG@10 with early stopping, checkpoints and resume, then the model saved with ``lexdpr_training.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lexdpr_pipeline.models.biencoder import ADAPTER_FILE, BiEncoder, Template
+from lexdpr_pipeline.models.losses import build_loss, row_keys
+from lexdpr_pipeline.settings import TrainSettings
+from lexdpr_pipeline.storage import atomic_write_text
+
+TRAINING_FILE = "lexdpr_training.json"
+SECTION_ORDER = {"holdings": 0, "summary": 1, "article": 2, "body": 3}
+_log = logging.getLogger(__name__)
+
+
+def template_for(cfg: TrainSettings) -> Template:
+    if cfg.template == "custom":
+        if cfg.query_prompt is None or cfg.passage_prompt is None:
+            raise ValueError("template 'custom' needs train.query_prompt and train.passage_prompt")
+        return Template.custom(cfg.query_prompt, cfg.passage_prompt)
+    return Template.named(cfg.template)
+
+
+# --------------------------------------------------------------------------------------------------- training rows
+
+
+@dataclass
+class RowStats:
+    queries: int = 0
+    rows: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "rows": self.rows, "by_type": self.by_type, "skipped": dict(self.skipped)}
+
+
+def _sample(frame: pl.DataFrame, n: int | None, seed: int) -> pl.DataFrame:
+    if n is None or frame.height <= n:
+        return frame
+    return frame.sort(pl.col("query_id").hash(seed=seed)).head(n).sort("query_id")
+
+
+def training_rows(
+    splits: pl.DataFrame, corpus: pl.DataFrame, cfg: TrainSettings, *, split: str = "train"
+) -> tuple[pl.DataFrame, RowStats]:
+    """Rows for the trainer from one split of ``dataset_splits``.
+
+    A query gives ``positives_per_query`` rows, positives ordered 판시사항/판결요지 before 판례내용, then chunk order
+    (a cited decision's holdings say what it is about; its 300th body chunk rarely does). Hard negatives come from
+    ``negative_ids`` (mined by the pairs stage, positives and the query's own decision already excluded); a query
+    with fewer than ``hard_negatives`` of them is skipped and counted, never padded with a guess.
+    """
+    stats = RowStats()
+    frame = splits.filter(pl.col("split") == split)
+    if cfg.query_types:
+        frame = frame.filter(pl.col("query_type").is_in(cfg.query_types))
+    frame = _sample(frame, cfg.max_train_queries, cfg.seed)
+    text = dict(corpus.select("passage_id", "text").iter_rows())
+    order = {
+        pid: (SECTION_ORDER.get(section, 9), chunk)
+        for pid, section, chunk in corpus.select("passage_id", "section", "chunk_index").iter_rows()
+    }
+    n_neg = cfg.hard_negatives
+    rows: dict[str, list] = {"query_id": [], "query_type": [], "anchor": [], "positive": [], "positive_id": []}
+    for k in range(1, n_neg + 1):
+        rows[f"negative_{k}"] = []
+    rows["label"] = []
+    by_type: Counter[str] = Counter()
+    for qid, qtype, qtext, positives, negatives in frame.select(
+        "query_id", "query_type", "query_text", "positive_ids", "negative_ids"
+    ).iter_rows():
+        stats.queries += 1
+        known = sorted((p for p in positives if p in text), key=lambda p: order.get(p, (9, 0)))
+        if not known:
+            stats.skipped["no positive text in corpus"] += 1
+            continue
+        negs = [n for n in (negatives or []) if n in text and n not in set(positives)][:n_neg]
+        if len(negs) < n_neg:
+            stats.skipped[f"fewer than {n_neg} hard negatives"] += 1
+            continue
+        for pos in known[: cfg.positives_per_query]:
+            rows["query_id"].append(qid)
+            rows["query_type"].append(qtype)
+            rows["anchor"].append(qtext)
+            rows["positive"].append(text[pos])
+            rows["positive_id"].append(pos)
+            for k, neg in enumerate(negs, start=1):
+                rows[f"negative_{k}"].append(text[neg])
+            rows["label"].append(row_keys(qid, pos, negs, positives))
+            by_type[qtype] += 1
+    out = pl.DataFrame(rows, schema_overrides={"label": pl.List(pl.Int64)})
+    stats.rows = out.height
+    stats.by_type = dict(sorted(by_type.items()))
+    return out, stats
+
+
+def trainer_columns(rows: pl.DataFrame) -> list[str]:
+    """The columns the trainer sees, in the order the loss expects (label last)."""
+    negs = sorted((c for c in rows.columns if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
+    return ["anchor", "positive", *negs, "label"]
+
+
+# ------------------------------------------------------------------------------------------- duplicate strategies
+
+
+def duplicate_report(rows: pl.DataFrame, batch_size: int, seed: int = 42) -> dict[str, Any]:
+    """What each duplicate strategy does to one epoch of these rows.
+
+    - ``none``: random batches; counts anchors whose batch holds a candidate relevant to them (false negatives).
+    - ``mask``: the same batches, every row kept; those candidates are masked in the loss instead.
+    - ``no_duplicates_sampler``: sentence-transformers' sampler keeps a text out of a batch that already holds it;
+      rows it cannot place in a full batch are dropped (``drop_last``) — counted here by running the real sampler.
+    """
+    import random
+
+    import datasets
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    n = rows.height
+    if n == 0:
+        return {"rows": 0}
+    cols = trainer_columns(rows)
+    pos_ids = rows["positive_id"].to_list()
+    qids = rows["query_id"].to_list()
+    labels = rows["label"].to_list()
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    affected = collisions = 0
+    n_docs = len(cols) - 2  # positive + negatives
+    for start in range(0, n, batch_size):
+        batch = order[start : start + batch_size]
+        cand: Counter[int] = Counter()
+        for i in batch:
+            for key in labels[i][1 : 1 + n_docs]:
+                cand[key] += 1
+        for i in batch:
+            own = labels[i][1]
+            relevant = {k for k in labels[i][1 + n_docs :] if k >= 0} | {own}
+            same_query_pos = sum(1 for j in batch if j != i and qids[j] == qids[i])
+            hits = sum(cand[k] for k in relevant) - 1 + same_query_pos  # minus the anchor's own positive column
+            if hits > 0:
+                affected += 1
+                collisions += hits
+    ds = datasets.Dataset.from_dict({c: rows[c].to_list() for c in cols if c != "label"})
+    sampler = NoDuplicatesBatchSampler(ds, batch_size=batch_size, drop_last=True, seed=seed)
+    kept = sum(len(b) for b in sampler)
+    unique_positive = len(set(pos_ids))
+    return {
+        "rows": n,
+        "batch_size": batch_size,
+        "unique_positive_passages": unique_positive,
+        "none": {"rows_kept": n, "anchors_with_in_batch_false_negatives": affected, "false_negative_pairs": collisions},
+        "mask": {"rows_kept": n, "masked_pairs": collisions},
+        "no_duplicates_sampler": {"rows_kept": kept, "rows_dropped": n - kept},
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    metrics: dict[str, float]  # final validation metrics (mean, keys like "ndcg@10")
+    train_metrics: dict[str, float]  # trainer's: train_runtime, train_samples_per_second, train_loss, …
+    history: list[dict[str, Any]]  # the trainer's log history (loss per logging step, validations)
+    rows: RowStats
+    duplicates: dict[str, Any]
+    resumed_from: str | None
+    global_step: int
+    wall_time_s: float
+
+
+def _precision(cfg: TrainSettings) -> tuple[bool, bool]:
+    """(bf16, fp16) for the trainer: ``auto`` uses bf16 on a CUDA GPU that has it, else fp16 on CUDA, else fp32."""
+    import torch
+
+    cuda = torch.cuda.is_available() and (cfg.device is None or cfg.device.startswith("cuda"))
+    if cfg.precision == "fp32" or not cuda:
+        if cfg.precision in ("bf16", "fp16") and not cuda:
+            _log.warning("precision %s needs a CUDA GPU; training in fp32", cfg.precision)
+        return False, False
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_bf16_supported()):
+        return True, False
+    return False, True
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in ("torch", "transformers", "sentence-transformers", "peft", "lexdpr-pipeline"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _last_checkpoint(checkpoints: Path) -> str | None:
+    if not checkpoints.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoints))
+
+
+class ValidationEvaluator:
+    """sentence-transformers evaluator: validation nDCG@10 (and the rest) on a fixed sample of valid queries."""
+
+    def __init__(self, validate: Callable[[BiEncoder], dict[str, float]], template: Template) -> None:
+        from sentence_transformers.base.evaluation import BaseEvaluator
+
+        class _Eval(BaseEvaluator):
+            def __init__(self) -> None:
+                super().__init__()
+                self.primary_metric = "ndcg@10"
+                self.name = "valid"
+
+            def __call__(self, model, output_path=None, epoch=-1, steps=-1):  # type: ignore[override]
+                metrics = validate(BiEncoder(model, template))
+                out = self.prefix_name_to_metrics(metrics, self.name)
+                self.store_metrics_in_model_card_data(model, out, epoch, steps)
+                return out
+
+        self.evaluator = _Eval()
+
+
+def train_biencoder(
+    base: str | Path,
+    rows: pl.DataFrame,
+    row_stats: RowStats,
+    cfg: TrainSettings,
+    work_dir: Path,
+    *,
+    validate: Callable[[BiEncoder], dict[str, float]] | None = None,
+    callbacks: Sequence[Any] = (),
+    metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train from ``base`` on ``rows`` (:func:`training_rows`) into ``work_dir/model``.
+
+    ``work_dir/checkpoints`` holds the trainer's checkpoints; a second call with the same ``work_dir`` after an
+    interruption resumes from the last one (``cfg.resume``). ``validate`` scores a model on validation queries
+    (``{"ndcg@10": …}``); with it, the best checkpoint by nDCG@10 is kept and early stopping applies.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import EarlyStoppingCallback
+
+    started = time.perf_counter()
+    if rows.height == 0:
+        raise ValueError("no training rows: check the train split and train.query_types / hard_negatives")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = work_dir / "checkpoints"
+    template = template_for(cfg)
+    torch.manual_seed(cfg.seed)
+    if Path(str(base)).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = SentenceTransformer(str(base), device=cfg.device)
+    serving_length = model.max_seq_length  # training may use fewer tokens (speed); the saved model keeps the base's
+    model.max_seq_length = cfg.max_seq_length
+    if cfg.lora:
+        from peft import LoraConfig, TaskType
+
+        model.add_adapter(
+            LoraConfig(
+                task_type=TaskType.FEATURE_EXTRACTION,
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_target_modules),
+            )
+        )
+    if cfg.gradient_checkpointing:
+        model.transformers_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    import datasets
+
+    cols = trainer_columns(rows)
+    train_ds = datasets.Dataset.from_dict({c: rows[c].to_list() for c in cols})
+    prompts = {"anchor": template.query, **{c: template.passage for c in cols if c not in ("anchor", "label")}}
+    loss = build_loss(
+        model,
+        kind=cfg.loss,
+        temperature=cfg.temperature,
+        mask_duplicates=cfg.duplicates == "mask",
+        mini_batch_size=cfg.mini_batch_size,
+    )
+    steps_per_epoch = math.ceil(rows.height / (cfg.batch_size * cfg.gradient_accumulation_steps))
+    max_steps = cfg.test_run_steps if cfg.test_run else (cfg.max_steps or -1)
+    total = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    evaluator = ValidationEvaluator(validate, template).evaluator if validate else None
+    eval_steps = cfg.eval_steps or (total if max_steps > 0 else steps_per_epoch)
+    eval_steps = max(1, min(eval_steps, total))
+    bf16, fp16 = _precision(cfg)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=math.ceil(cfg.warmup_ratio * total),
+        lr_scheduler_type=cfg.scheduler,
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=bf16,
+        fp16=fp16,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.duplicates == "no_duplicates_sampler" else "batch_sampler",
+        prompts=prompts,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model="eval_valid_ndcg@10" if evaluator else None,
+        greater_is_better=True,
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        dataloader_drop_last=cfg.duplicates == "no_duplicates_sampler",
+        disable_tqdm=False,
+        use_cpu=cfg.device == "cpu",
+    )
+    trainer_callbacks = list(callbacks)
+    if evaluator is not None and cfg.early_stopping_patience:
+        trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator, callbacks=trainer_callbacks
+    )
+    resume = _last_checkpoint(checkpoints) if cfg.resume else None
+    if resume:
+        _log.info("resuming from %s", resume)
+    output = trainer.train(resume_from_checkpoint=resume)
+    model.max_seq_length = serving_length
+    final = validate(BiEncoder(model, template)) if validate else {}
+    model_dir = save_trained(
+        model,
+        template,
+        work_dir / "model",
+        base=base,
+        cfg=cfg,
+        merge=cfg.lora and cfg.merge_lora,
+        info={
+            **(metadata or {}),
+            "training_args": cfg.model_dump(mode="json"),
+            "final_validation": final,
+            "train_metrics": dict(output.metrics),
+            "rows": row_stats.as_dict(),
+            "global_step": trainer.state.global_step,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "packages": _package_versions(),
+            "masked_in_batch_pairs": getattr(loss, "masked_total", None),
+        },
+    )
+    return TrainResult(
+        model_dir=model_dir,
+        metrics=final,
+        train_metrics=dict(output.metrics),
+        history=list(trainer.state.log_history),
+        rows=row_stats,
+        duplicates={},
+        resumed_from=resume,
+        global_step=trainer.state.global_step,
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- saving / loading
+
+
+def save_trained(
+    model: Any,
+    template: Template,
+    out_dir: Path,
+    *,
+    base: str | Path,
+    cfg: TrainSettings,
+    merge: bool,
+    info: dict[str, Any],
+) -> Path:
+    """Save in sentence-transformers format into ``out_dir`` atomically (a temp folder renamed into place).
+
+    With LoRA and no merge, only the adapter is stored, and ``lexdpr_adapter.json`` names the base model by a path
+    *relative to the model folder* (or a hub id), so the data folder can move. With a merge, the adapter is folded into
+    the base weights and the folder is a plain model (the fastest to serve).
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    adapter = None
+    if cfg.lora and merge:
+        merged = _merge_lora(model)
+        merged.save(str(tmp))
+    else:
+        model.save(str(tmp))
+    if cfg.lora and not merge:
+        base_path = Path(str(base))
+        base_ref = os.path.relpath(base_path.resolve(), out_dir.resolve()) if base_path.is_dir() else str(base)
+        adapter = {"base": base_ref, "base_is_path": base_path.is_dir()}
+        atomic_write_text(tmp / ADAPTER_FILE, json.dumps(adapter, ensure_ascii=False, indent=2))
+        cfg_file = tmp / "adapter_config.json"
+        if cfg_file.exists():  # transformers wrote the absolute base path: keep the folder relocatable
+            data = json.loads(cfg_file.read_text(encoding="utf-8"))
+            data["base_model_name_or_path"] = base_ref
+            atomic_write_text(cfg_file, json.dumps(data, indent=2))
+    template.save(tmp)
+    meta = {
+        "base_model": str(base),
+        "template": {"name": template.name, "query": template.query, "passage": template.passage},
+        "lora": {"enabled": cfg.lora, "merged": bool(cfg.lora and merge), "adapter": adapter},
+        **info,
+    }
+    atomic_write_text(tmp / TRAINING_FILE, json.dumps(meta, ensure_ascii=False, indent=2, default=str))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _merge_lora(model: Any) -> Any:
+    """Fold the LoRA weights into the base layers, in place, and drop the adapter layers."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    inner = model.transformers_model
+    modules = dict(inner.named_modules())
+    for name, layer in list(inner.named_modules()):
+        if isinstance(layer, BaseTunerLayer):
+            layer.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(modules[parent_name] if parent_name else inner, child, layer.get_base_layer())
+    # transformers' PEFT integration marks the model as carrying an adapter; a merged model no longer does.
+    if getattr(inner, "_hf_peft_config_loaded", False):
+        inner._hf_peft_config_loaded = False
+    if hasattr(inner, "peft_config"):
+        del inner.peft_config
+    return model
+
+
+def read_training_metadata(model_dir: Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / TRAINING_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def metrics_callback(log: Callable[[dict[str, float], int], None]) -> Any:
+    """A trainer callback handing every numeric log entry (loss, learning rate, validation) to ``log(metrics, step)``
+    — the asset points it at MLflow, so per-step loss lands in the tracking run."""
+    from transformers import TrainerCallback
+
+    class _Callback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+            numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            if numeric:
+                log(numeric, state.global_step)
+
+    return _Callback()

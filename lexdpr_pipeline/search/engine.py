@@ -1,0 +1,480 @@
+"""The search engine behind the CLI and the API: dense (FAISS), BM25 or hybrid retrieval over ``merged_corpus``,
+metadata filters, and one hit per document.
+
+How a query is answered (:meth:`SearchEngine.search_many`):
+
+1. Each retriever fetches ``settings.candidates`` passages (at least ``top_k``). With filters, dense search only
+   visits allowed passages (a FAISS id selector, exact on small allowed sets) and BM25 over-fetches by the inverse
+   of the filter's selectivity and drops what the filters exclude.
+2. ``hybrid`` fuses the two lists per passage (:mod:`~lexdpr_pipeline.search.fusion`: reciprocal rank fusion, or a
+   weighted sum of min-max-normalized scores).
+3. Passages collapse to their document (``doc_id``) with the best passage's score; that passage gives the snippet
+   and the component scores (``dense_score``, ``bm25_score``; ``None`` where that retriever did not return it).
+4. When fewer than ``top_k`` documents come out and a retriever could return more, the fetch widens (×4) and the
+   query is answered again.
+
+``threshold`` applies to the final score, whose meaning depends on the mode: the cosine similarity for ``dense``,
+the BM25 score for ``bm25``, the fused score for ``hybrid`` (RRF: at most ``2 / (rrf_k + 1)``; weighted: [0, 1]).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from lexdpr_pipeline.search import fusion
+
+if TYPE_CHECKING:
+    from lexdpr_pipeline.index.faiss_index import DenseIndex
+    from lexdpr_pipeline.models.biencoder import BiEncoder
+    from lexdpr_pipeline.search.bm25 import BM25Index
+    from lexdpr_pipeline.settings import SearchSettings, Settings
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("law", "admrul", "prec")
+MODES = ("dense", "bm25", "hybrid")
+POINTER_FILE = "CURRENT.json"
+METADATA_COLUMNS = (
+    "section",
+    "chunk_index",
+    "n_chunks",
+    "law_id",
+    "law_name",
+    "law_kind",
+    "article_key",
+    "effective_date",
+    "court",
+    "case_type",
+    "case_no",
+    "decision_date",
+)
+_REQUIRED = ("passage_id", "doc_id", "source", "text")
+_COLUMNS = (*_REQUIRED, "title", *METADATA_COLUMNS)
+_WIDEN = 4  # fetch growth factor when too few documents come out
+_QUERY_BATCH = 32
+
+
+@dataclass
+class SearchFilters:
+    """Metadata filters; every set field must match (a list matches any of its values; an empty list or ``None``
+    does not filter). A date bound excludes passages without a date."""
+
+    sources: list[str] | None = None  # law | admrul | prec
+    law_ids: list[str] | None = None  # 법령ID
+    law_names: list[str] | None = None  # exact 법령명 match
+    courts: list[str] | None = None
+    case_types: list[str] | None = None  # 사건종류
+    date_from: dt.date | None = None  # on decision_date (prec) / effective_date (law, admrul)
+    date_to: dt.date | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None or v == [] for v in asdict(self).values())
+
+    def validate(self) -> None:
+        if self.sources:
+            unknown = sorted(set(self.sources) - set(SOURCES))
+            if unknown:
+                raise ValueError(f"unknown sources {unknown}: use {list(SOURCES)}")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError(f"date_from {self.date_from} is after date_to {self.date_to}")
+
+    def key(self) -> tuple:
+        return tuple(tuple(sorted(v)) if isinstance(v, list) else v for v in asdict(self).values())
+
+    def expression(self) -> pl.Expr:
+        """A polars predicate over the corpus columns."""
+        expr = pl.lit(True)
+        for values, column in (
+            (self.sources, "source"),
+            (self.law_ids, "law_id"),
+            (self.law_names, "law_name"),
+            (self.courts, "court"),
+            (self.case_types, "case_type"),
+        ):
+            if values:
+                expr = expr & pl.col(column).is_in(list(values))
+        date = pl.coalesce("decision_date", "effective_date")
+        if self.date_from is not None:
+            expr = expr & (date >= self.date_from)
+        if self.date_to is not None:
+            expr = expr & (date <= self.date_to)
+        return expr.fill_null(False)
+
+
+def _json_safe(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+@dataclass
+class SearchHit:
+    rank: int  # 1-based
+    doc_id: str
+    passage_id: str  # the document's best passage
+    score: float  # see the module doc for what it means per mode
+    title: str
+    snippet: str
+    source: str
+    dense_score: float | None
+    bm25_score: float | None
+    metadata: dict = field(default_factory=dict)  # law_name, article_key, court, case_no, dates, section, …
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["metadata"] = {k: _json_safe(v) for k, v in self.metadata.items()}
+        return out
+
+
+@dataclass
+class _Retrieved:
+    """One retriever's filtered candidates for one query: corpus rows and scores, best first."""
+
+    rows: list[int]
+    scores: list[float]
+    exhausted: bool  # asking for more would not return more
+
+
+class SearchEngine:
+    """Search over a corpus frame (``merged_corpus`` columns) with a dense index, a BM25 index, or both."""
+
+    def __init__(
+        self,
+        corpus: pl.DataFrame,
+        *,
+        model: BiEncoder | None,
+        dense: DenseIndex | None,
+        bm25: BM25Index | None,
+        settings: SearchSettings,
+        versions: dict | None = None,
+    ) -> None:
+        missing = [c for c in _REQUIRED if c not in corpus.columns]
+        if missing:
+            raise ValueError(f"corpus lacks columns {missing}")
+        if dense is not None and model is None:
+            raise ValueError("a dense index needs the model that encodes queries")
+        extra = [pl.lit(None).alias(c) for c in _COLUMNS if c not in corpus.columns]
+        self._corpus = corpus.with_columns(extra).select(_COLUMNS)
+        self.model, self.dense, self.bm25, self.settings = model, dense, bm25, settings
+        self._versions = dict(versions or {})
+        self._row_of = {pid: i for i, pid in enumerate(self._corpus["passage_id"].to_list())}
+        self._doc = self._corpus["doc_id"].to_list()
+        self._pid = self._corpus["passage_id"].to_list()
+        self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._masks_lock = threading.Lock()  # the API searches from several threads
+        self.stale_passages = 0  # indexed passages the corpus no longer has (never returned)
+        self._dense_rows: np.ndarray | None = None
+        self._dense_all_known = True
+        if dense is not None:
+            rows = np.array([self._row_of.get(pid, -1) if pid else -1 for pid in dense.ids_by_label], dtype=np.int64)
+            self._dense_rows = rows
+            n_stale = sum(1 for pid in dense.ids if pid not in self._row_of)
+            self._dense_all_known = n_stale == 0
+            self.stale_passages += n_stale
+        if bm25 is not None:
+            self.stale_passages += sum(1 for pid in bm25.ids if pid not in self._row_of)
+        if self.stale_passages:
+            logger.warning(
+                "search: %d indexed passages are not in the corpus (an index older than the corpus?); they are "
+                "never returned — rebuild the indexes",
+                self.stale_passages,
+            )
+
+    # what is loaded -------------------------------------------------------------------------------------------------
+
+    @property
+    def modes(self) -> list[str]:
+        out = []
+        if self.dense is not None:
+            out.append("dense")
+        if self.bm25 is not None:
+            out.append("bm25")
+        if len(out) == 2:
+            out.append("hybrid")
+        return out
+
+    @property
+    def default_mode(self) -> str:
+        """``settings.mode``, or the one retriever there is when that mode needs both."""
+        modes = self.modes
+        if not modes:
+            raise ValueError("the engine has neither a dense nor a BM25 index")
+        return self.settings.mode if self.settings.mode in modes else modes[0]
+
+    @property
+    def versions(self) -> dict:
+        by_source = self._corpus.group_by("source").len().sort("source")
+        return {
+            **self._versions,
+            "model_version": self._versions.get("model_version"),
+            "index_version": self._versions.get("index_version"),
+            "faiss_type": self.dense.spec.faiss_type if self.dense is not None else None,
+            "passages": self._corpus.height,
+            "by_source": dict(by_source.iter_rows()),
+            "modes": self.modes,
+            "default_mode": self.default_mode,
+            "stale_passages": self.stale_passages,
+        }
+
+    # encoding -------------------------------------------------------------------------------------------------------
+
+    def _need_model(self) -> BiEncoder:
+        if self.model is None:
+            raise ValueError("no model loaded: this engine only has a BM25 index")
+        return self.model
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._need_model().encode_queries(list(texts), batch_size=_QUERY_BATCH)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._need_model().encode_passages(list(texts), batch_size=_QUERY_BATCH)
+
+    # search -----------------------------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        mode: str | None = None,
+        filters: SearchFilters | None = None,
+        threshold: float | None = None,
+    ) -> list[SearchHit]:
+        """Top ``top_k`` documents for ``query`` (see the module doc)."""
+        return self.search_many([query], top_k=top_k, mode=mode, filters=filters, threshold=threshold)[0]
+
+    def search_many(
+        self,
+        queries: list[str],
+        *,
+        top_k: int = 10,
+        mode: str | None = None,
+        filters: SearchFilters | None = None,
+        threshold: float | None = None,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search` for several queries, their encoding and first retrieval round batched."""
+        mode = self._mode(mode)
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        blank = [i for i, q in enumerate(queries) if not isinstance(q, str) or not q.strip()]
+        if blank:
+            raise ValueError(f"queries must be non-empty text (blank at positions {blank[:10]})")
+        if not queries:
+            return []
+        mask = self._mask(filters)
+        allowed_n = self._corpus.height if mask is None else int(mask.sum())
+        if allowed_n == 0:
+            return [[] for _ in queries]
+        qvecs = self.embed_queries(queries) if mode in ("dense", "hybrid") else None
+        qtokens = self.bm25.tokenizer.tokenize_many(queries) if mode in ("bm25", "hybrid") and self.bm25 else None
+        base = max(self.settings.candidates, top_k)
+        selectivity = allowed_n / self._corpus.height
+        fetch = dict.fromkeys(range(len(queries)), base)
+        results: dict[int, list[SearchHit]] = {}
+        while fetch:
+            by_k: dict[int, list[int]] = {}
+            for qi, k in fetch.items():
+                by_k.setdefault(k, []).append(qi)
+            next_fetch: dict[int, int] = {}
+            for k, members in sorted(by_k.items()):
+                dense_lists = bm25_lists = None
+                if qvecs is not None:
+                    dense_lists = self._dense(qvecs[members], k, mask)
+                if qtokens is not None:
+                    bm25_k = min(len(self.bm25), math.ceil(k / selectivity)) if mask is not None else k
+                    bm25_lists = self._bm25([qtokens[qi] for qi in members], bm25_k, mask)
+                for j, qi in enumerate(members):
+                    dense_r = dense_lists[j] if dense_lists is not None else None
+                    bm25_r = bm25_lists[j] if bm25_lists is not None else None
+                    passages = self._fuse(mode, dense_r, bm25_r)
+                    docs = self._collapse(passages)
+                    exhausted = all(r is None or r.exhausted for r in (dense_r, bm25_r))
+                    if len(docs) < top_k and not exhausted:
+                        next_fetch[qi] = k * _WIDEN
+                    else:
+                        results[qi] = self._hits(docs[:top_k], dense_r, bm25_r, threshold)
+            fetch = next_fetch
+        return [results[i] for i in range(len(queries))]
+
+    def _mode(self, mode: str | None) -> str:
+        mode = mode or self.default_mode
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: use one of {list(MODES)}")
+        if mode not in self.modes:
+            raise ValueError(f"mode {mode!r} is not available: this engine has {self.modes or 'no index'}")
+        return mode
+
+    def _mask(self, filters: SearchFilters | None) -> np.ndarray | None:
+        """Allowed corpus rows (``None``: everything)."""
+        if filters is None or filters.is_empty():
+            return None
+        filters.validate()
+        key = filters.key()
+        with self._masks_lock:
+            if key in self._masks:
+                self._masks.move_to_end(key)
+                return self._masks[key]
+        mask = self._corpus.select(filters.expression().alias("m"))["m"].to_numpy().astype(bool)
+        with self._masks_lock:
+            self._masks[key] = mask
+            if len(self._masks) > 64:
+                self._masks.popitem(last=False)
+        return mask
+
+    def _dense(self, qvecs: np.ndarray, k: int, mask: np.ndarray | None) -> list[_Retrieved]:
+        assert self.dense is not None and self._dense_rows is not None
+        rows_of_label = self._dense_rows
+        allowed = None
+        if mask is not None:
+            allowed = np.zeros(rows_of_label.shape[0], dtype=bool)
+            known = rows_of_label >= 0
+            allowed[known] = mask[rows_of_label[known]]
+        elif not self._dense_all_known:
+            allowed = rows_of_label >= 0
+        scores, labels = self.dense.search_labels(qvecs, k, allowed=allowed)
+        available = len(self.dense) if allowed is None else int(allowed.sum())
+        out = []
+        for srow, lrow in zip(scores, labels, strict=True):
+            rows, vals = [], []
+            for s, lab in zip(srow, lrow, strict=True):
+                if lab < 0 or rows_of_label[lab] < 0:
+                    continue
+                rows.append(int(rows_of_label[lab]))
+                vals.append(float(s))
+            out.append(_Retrieved(rows, vals, exhausted=len(rows) < k or k >= available))
+        return out
+
+    def _bm25(self, tokens: list[list[str]], k: int, mask: np.ndarray | None) -> list[_Retrieved]:
+        assert self.bm25 is not None
+        out = []
+        for hits in self.bm25.search_tokens_many(tokens, k):
+            rows, vals = [], []
+            for pid, score in hits:
+                row = self._row_of.get(pid)
+                if row is None or (mask is not None and not mask[row]):
+                    continue
+                rows.append(row)
+                vals.append(score)
+            out.append(_Retrieved(rows, vals, exhausted=len(hits) < k or k >= len(self.bm25)))
+        return out
+
+    def _fuse(self, mode: str, dense: _Retrieved | None, bm25: _Retrieved | None) -> list[tuple[int, float]]:
+        """Passage rows with their final score, best first (ties by passage id)."""
+        if mode == "dense":
+            assert dense is not None
+            scored = dict(zip(dense.rows, dense.scores, strict=True))
+        elif mode == "bm25":
+            assert bm25 is not None
+            scored = dict(zip(bm25.rows, bm25.scores, strict=True))
+        else:
+            assert dense is not None and bm25 is not None
+            if self.settings.fusion == "rrf":
+                scored = fusion.rrf([dense.rows, bm25.rows], k=self.settings.rrf_k)
+            else:
+                scored = fusion.weighted(
+                    dict(zip(dense.rows, dense.scores, strict=True)),
+                    dict(zip(bm25.rows, bm25.scores, strict=True)),
+                    self.settings.dense_weight,
+                )
+        return sorted(scored.items(), key=lambda item: (-item[1], self._pid[item[0]]))
+
+    def _collapse(self, passages: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """One entry per document: its best passage (the list is best first)."""
+        seen: set[str] = set()
+        out = []
+        for row, score in passages:
+            doc = self._doc[row]
+            if doc not in seen:
+                seen.add(doc)
+                out.append((row, score))
+        return out
+
+    def _hits(
+        self,
+        docs: list[tuple[int, float]],
+        dense: _Retrieved | None,
+        bm25: _Retrieved | None,
+        threshold: float | None,
+    ) -> list[SearchHit]:
+        dense_of = dict(zip(dense.rows, dense.scores, strict=True)) if dense else {}
+        bm25_of = dict(zip(bm25.rows, bm25.scores, strict=True)) if bm25 else {}
+        hits: list[SearchHit] = []
+        for row, score in docs:
+            if threshold is not None and score < threshold:
+                continue
+            rec = self._corpus.row(row, named=True)
+            hits.append(
+                SearchHit(
+                    rank=len(hits) + 1,
+                    doc_id=rec["doc_id"],
+                    passage_id=rec["passage_id"],
+                    score=float(score),
+                    title=rec["title"] or "",
+                    snippet=(rec["text"] or "")[: self.settings.snippet_chars],
+                    source=rec["source"],
+                    dense_score=dense_of.get(row),
+                    bm25_score=bm25_of.get(row),
+                    metadata={c: rec[c] for c in METADATA_COLUMNS},
+                )
+            )
+        return hits
+
+
+# loading the current index ------------------------------------------------------------------------------------------
+
+
+def pointer_path(settings: Settings) -> Path:
+    """``data/indexes/CURRENT.json``: written by the ``faiss_index`` asset after each materialization."""
+    return settings.data_dir / "indexes" / POINTER_FILE
+
+
+def read_pointer(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no search index at {path}: materialize the index first (lex-dpr materialize --select +faiss_index)"
+        )
+    pointer = json.loads(path.read_text(encoding="utf-8"))
+    missing = [k for k in ("model_path", "faiss_path", "corpus_path") if not pointer.get(k)]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}")
+    return pointer
+
+
+def load_engine(settings: Settings, pointer: Path | None = None) -> SearchEngine:
+    """The engine for the index the pointer file names (default: :func:`pointer_path`)."""
+    from lexdpr_pipeline.index.embeddings import EmbeddingSet
+    from lexdpr_pipeline.index.faiss_index import DenseIndex
+    from lexdpr_pipeline.models.biencoder import BiEncoder
+    from lexdpr_pipeline.search.bm25 import BM25Index
+
+    ptr_path = Path(pointer) if pointer is not None else pointer_path(settings)
+    ptr = read_pointer(ptr_path)
+    corpus_path = Path(ptr["corpus_path"])
+    if not corpus_path.is_file():
+        raise FileNotFoundError(f"{ptr_path} names the corpus {corpus_path}, which does not exist")
+    available = set(pl.read_parquet_schema(corpus_path))
+    corpus = pl.read_parquet(corpus_path, columns=[c for c in _COLUMNS if c in available])
+    dense = DenseIndex.load(
+        Path(ptr["faiss_path"]), nprobe=settings.index.ivf_nprobe, ef_search=settings.index.hnsw_ef_search
+    )
+    emb_path = ptr.get("embeddings_path")
+    if dense.spec.faiss_type != "flat" and emb_path and Path(emb_path).is_dir():
+        dense.attach_vectors(EmbeddingSet.load(Path(emb_path), mmap=True))
+    model = BiEncoder.load(ptr["model_path"])
+    bm25 = BM25Index.load(ptr["bm25_path"]) if ptr.get("bm25_path") else None
+    versions = {
+        k: ptr.get(k) for k in ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages")
+    }
+    versions["pointer"] = str(ptr_path)
+    return SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search, versions=versions)

@@ -1,0 +1,150 @@
+"""MLflow, used directly (no dagster-mlflow): one place that decides where runs go and how they are tagged.
+
+The default store is a sqlite file under ``data/mlflow/`` (no server needed); artifacts go beside it in
+``data/mlflow/artifacts``. ``MLFLOW_TRACKING_URI`` (or ``tracking.tracking_uri``) points anywhere else. Open the UI with
+``mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000`` (see README).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import mlflow
+
+    from lexdpr_pipeline.settings import Settings
+
+UI_BASE_ENV = "LEXDPR_MLFLOW_UI"  # e.g. http://mlflow.internal:5000; default http://127.0.0.1:5000
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    uri: str
+    artifact_root: str | None  # only for the local default store
+    experiment: str
+    ui_base: str
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def tracking_target(settings: Settings, environ: Mapping[str, str] | None = None) -> TrackingTarget:
+    env = os.environ if environ is None else environ
+    uri = settings.tracking.tracking_uri or env.get("MLFLOW_TRACKING_URI")
+    artifact_root = None
+    if not uri:
+        root = settings.data_dir / "mlflow"
+        root.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{root / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        # Artifacts beside a local sqlite store (MLflow would otherwise use ./mlruns in the working directory).
+        db = Path(uri[len("sqlite:///") :])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifact_root = (db.parent.resolve() / "artifacts").as_uri()
+    return TrackingTarget(
+        uri, artifact_root, settings.tracking.experiment, env.get(UI_BASE_ENV, "http://127.0.0.1:5000")
+    )
+
+
+def _quiet_mlflow() -> None:
+    # alembic/mlflow print migrations and an emoji-laden banner at INFO on every new sqlite store.
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.store.sql_store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def experiment_id(target: TrackingTarget, name: str | None = None) -> str:
+    import mlflow
+
+    _quiet_mlflow()
+    mlflow.set_tracking_uri(target.uri)
+    name = name or target.experiment
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return mlflow.create_experiment(name, artifact_location=target.artifact_root and f"{target.artifact_root}/{name}")
+
+
+@dataclass
+class RunHandle:
+    run_id: str
+    experiment_id: str
+    url: str
+
+
+@contextmanager
+def start_run(
+    target: TrackingTarget,
+    *,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    experiment: str | None = None,
+) -> Iterator[tuple[mlflow.ActiveRun, RunHandle]]:
+    """An MLflow run on ``target``; marked FAILED if the body raises (and the error re-raised)."""
+    import mlflow
+
+    exp = experiment_id(target, experiment)
+    all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags, nested=nested) as run:
+        yield run, RunHandle(run.info.run_id, exp, target.run_url(exp, run.info.run_id))
+
+
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts → ``a.b`` keys; values as strings cut to MLflow's 6000-character limit."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_params(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
+    flat = flat_params(params)
+    items = list(flat.items())
+    for i in range(0, len(items), 90):  # the store takes at most 100 params per batch
+        mlflow.log_params(dict(items[i : i + 90]))
+
+
+def safe_metric_name(name: str) -> str:
+    """MLflow allows alphanumerics, ``_ - . space : /``; ``@`` is not among them."""
+    return name.replace("@", "_at_")
+
+
+def log_metrics(metrics: Mapping[str, float], *, step: int | None = None, prefix: str = "") -> None:
+    import mlflow
+
+    clean = {safe_metric_name(f"{prefix}{k}"): float(v) for k, v in metrics.items()}
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def log_artifact_or_path(path: Path, *, max_mb: int, artifact_path: str) -> str:
+    """Log a file or folder as an artifact when it is small enough, else only record where it is."""
+    import mlflow
+
+    path = Path(path)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    if size <= max_mb * 1024 * 1024:
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        return "artifact"
+    mlflow.set_tag(f"{artifact_path}.path", str(path.resolve()))
+    mlflow.log_param(f"{artifact_path}.size_mb", round(size / 1024 / 1024, 1))
+    return "path"

@@ -1,0 +1,148 @@
+"""The API over the real engine (tiny model, tiny corpus, FAISS + BM25 on disk), and once as a real uvicorn server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from lexdpr_pipeline.api.app import create_app
+from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline_tests.api.tiny_index import build_tiny_index
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("api-data")
+    build_tiny_index(root, tiny_model_dir, "v1")
+    return root
+
+
+def settings_for(data_dir: Path, **api: object) -> Settings:
+    return Settings.model_validate(
+        {"paths": {"data_dir": str(data_dir)}, "api": {"reload_check_s": 0, "rate_limit_per_minute": None, **api}}
+    )
+
+
+@pytest.fixture(scope="module")
+def client(data_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(data_dir))) as test_client:
+        yield test_client
+
+
+def test_health_of_the_real_engine(client: TestClient) -> None:
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["index_version"] == "index-v1" and body["model_version"] == "model-v1"
+    assert body["passages"] == 8 and body["passages_by_source"] == {"law": 4, "prec": 4}
+    assert body["versions"]["faiss_type"] == "flat"
+    assert not [k for k in body["versions"] if k.endswith("_path") or k == "pointer"]  # no paths on the open /health
+
+
+def test_bm25_search_finds_the_article(client: TestClient) -> None:
+    body = client.post("/search", json={"query": "채무불이행 손해배상 청구", "mode": "bm25", "top_k": 3}).json()
+    assert body["results"][0]["doc_id"] == "law:001706:390"
+    assert body["results"][0]["bm25_score"] > 0 and body["results"][0]["dense_score"] is None
+    assert body["results"][0]["title"] == "민법 제390조(채무불이행과 손해배상)"
+    assert body["index_version"] == "index-v1" and body["mode"] == "bm25"
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_dense_and_hybrid_one_hit_per_document(client: TestClient, mode: str) -> None:
+    results = client.post("/search", json={"query": "불법행위 손해배상", "mode": mode, "top_k": 10}).json()["results"]
+    doc_ids = [r["doc_id"] for r in results]
+    assert len(doc_ids) == len(set(doc_ids)) == 7  # 8 passages, 7 documents (prec:100001 has two)
+    assert [r["rank"] for r in results] == list(range(1, 8))
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["dense_score"] is not None for r in results if mode == "dense")
+
+
+def test_filters_reach_the_engine(client: TestClient) -> None:
+    def search(filters: dict) -> list[dict]:
+        response = client.post("/search", json={"query": "손해배상 판결", "mode": "dense", "filters": filters})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    assert {r["source"] for r in search({"sources": ["prec"]})} == {"prec"}
+    assert {r["doc_id"] for r in search({"courts": ["대법원"], "case_types": ["민사"]})} == {"prec:100001"}
+    assert {r["doc_id"] for r in search({"sources": ["prec"], "date_to": "2020-12-31"})} == {"prec:100001"}
+    assert {r["doc_id"] for r in search({"law_names": ["민사소송법"]})} == {"law:001692:2"}
+    assert search({"courts": ["헌법재판소"]}) == []
+    hit = search({"law_ids": ["001706"], "date_from": "2025-01-01"})[0]
+    assert hit["metadata"]["law_name"] == "민법" and hit["metadata"]["effective_date"] == "2025-01-31"
+
+
+def test_embeddings_are_the_models(client: TestClient, tiny_model_dir: Path) -> None:
+    texts = ["불법행위", "민법 제750조"]
+    query = np.asarray(client.post("/embed/query", json={"texts": texts}).json()["embeddings"], dtype=np.float32)
+    passage = client.post("/embed/passage", json={"texts": texts}).json()
+    model = BiEncoder.load(tiny_model_dir)
+    np.testing.assert_allclose(query, model.encode_queries(texts), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(passage["embeddings"]), model.encode_passages(texts), atol=1e-5)
+    assert passage["dim"] == 32 and passage["model_version"] == "model-v1"
+
+
+def test_hot_swap_to_a_newly_published_index(tmp_path: Path, tiny_model_dir: Path) -> None:
+    build_tiny_index(tmp_path, tiny_model_dir, "v1")
+    with TestClient(create_app(settings_for(tmp_path))) as client:
+        holder = client.app.state.holder
+        build_tiny_index(tmp_path, tiny_model_dir, "v2")  # publishes a new CURRENT.json
+        assert holder.check().ok
+        assert client.get("/health").json()["index_version"] == "index-v2"
+        assert client.post("/search", json={"query": "손해배상"}).json()["index_version"] == "index-v2"
+        # a pointer to an index that is not there: the reload fails, v2 keeps serving
+        pointer = tmp_path / "indexes" / "CURRENT.json"
+        broken = json.loads(pointer.read_text(encoding="utf-8"))
+        shutil.rmtree(broken["faiss_path"])
+        broken["index_version"] = "index-v3"
+        pointer.write_text(json.dumps(broken), encoding="utf-8")
+        assert holder.check().ok is False
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["index_version"] == "index-v2"
+        assert "faiss" in health["last_reload"]["error"].lower()
+        assert client.post("/search", json={"query": "손해배상"}).status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_real_uvicorn_server(data_dir: Path) -> None:
+    import uvicorn
+
+    port = _free_port()
+    app = create_app(settings_for(data_dir, api_key=None))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        health = httpx.get(f"{base}/health", timeout=30)
+        assert health.status_code == 200 and health.json()["index_version"] == "index-v1"
+        found = httpx.post(f"{base}/search", json={"query": "보통재판적 관할", "mode": "bm25"}, timeout=30)
+        assert found.status_code == 200
+        assert found.json()["results"][0]["doc_id"] == "law:001692:2"
+        assert found.headers["X-Request-ID"]
+        bad = httpx.post(f"{base}/search", content=b"{oops", headers={"Content-Type": "application/json"}, timeout=30)
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_json"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert not thread.is_alive()

@@ -1,0 +1,175 @@
+"""passage_embeddings, faiss_index and their checks in Dagster, on a real corpus slice with the tiny model.
+
+``merged_corpus`` and ``trained_model`` are stand-ins (a corpus slice, a manifest pointing at the tiny model) so
+these assets are tested in isolation; ``base_model`` and ``bm25_index`` are the real assets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from lexdpr_pipeline.assets.models import base_model
+from lexdpr_pipeline.assets.search_index import (
+    SEARCH_INDEX_ASSETS,
+    SEARCH_INDEX_CHECKS,
+    faiss_index_matches_corpus,
+)
+from lexdpr_pipeline.assets.training_data import bm25_index
+from lexdpr_pipeline.orchestration import latest_metadata, materialize
+from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
+from lexdpr_pipeline.search.engine import load_engine
+from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice, with_changed_law
+
+LAW = "국가배상법"
+POINTER_KEYS = {
+    "model_path",
+    "model_version",
+    "faiss_path",
+    "faiss_type",
+    "bm25_path",
+    "corpus_path",
+    "embeddings_path",
+    "passages",
+    "index_version",
+    "created_at",
+}
+
+
+def _settings(data: Path, model_dir: Path, *overrides: str):
+    return load_settings(overrides=[f"paths.data_dir={data}", f"models.base_model={model_dir}", *overrides], environ={})
+
+
+def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
+    @dg.asset(name="merged_corpus", code_version="slice-1")
+    def merged_corpus_slice() -> pl.DataFrame:
+        return corpus
+
+    @dg.asset(name="trained_model", code_version="stand-in-1")
+    def trained_model_stand_in() -> dict:
+        return {"path": str(model_dir), "content_hash": "tiny-trained-v1"}
+
+    return dg.Definitions(
+        assets=[merged_corpus_slice, trained_model_stand_in, base_model, bm25_index, *SEARCH_INDEX_ASSETS],
+        asset_checks=SEARCH_INDEX_CHECKS,
+        resources={
+            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
+            "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
+        },
+    )
+
+
+def _run(instance: dg.DagsterInstance, defs: dg.Definitions) -> tuple[dict, dict, dict[str, bool]]:
+    result = materialize(instance, defs, list(defs.resolve_asset_graph().materializable_asset_keys))
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    emb = latest_metadata(instance, dg.AssetKey("passage_embeddings"))
+    idx = latest_metadata(instance, dg.AssetKey("faiss_index"))
+    return emb, idx, checks
+
+
+def _pointer(data: Path) -> dict:
+    return json.loads((data / "indexes" / "CURRENT.json").read_text(encoding="utf-8"))
+
+
+def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_model_dir: Path) -> None:
+    settings = _settings(tmp_path, tiny_model_dir)
+    corpus = corpus_slice()
+    with dg.DagsterInstance.ephemeral() as instance:
+        emb, idx, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+        assert checks == {"faiss_index_matches_corpus": True, "faiss_recall_at_10": True}
+        assert (emb["encoded"], emb["reused"], emb["passages"]) == (corpus.height, 0, corpus.height)
+        assert idx["update"].startswith("built")
+        pointer = _pointer(tmp_path)
+        assert set(pointer) == POINTER_KEYS
+        manifest = json.loads((tmp_path / "tables" / "faiss_index.json").read_text())
+        bm25 = json.loads((tmp_path / "tables" / "bm25_index.json").read_text())
+        assert pointer["faiss_path"] == manifest["path"] and pointer["bm25_path"] == bm25["path"]
+        assert pointer["corpus_path"] == str(tmp_path / "tables" / "merged_corpus.parquet")
+        assert pointer["model_path"] == str(tiny_model_dir) and pointer["model_version"] == "tiny-trained-v1"
+        assert pointer["index_version"] == manifest["content_hash"] and pointer["passages"] == corpus.height
+        assert Path(pointer["faiss_path"]).parent == tmp_path / "indexes" / "faiss"
+        assert Path(pointer["embeddings_path"]).parent == tmp_path / "embeddings"
+
+        engine = load_engine(settings)
+        assert engine.versions["index_version"] == pointer["index_version"]
+        row = corpus.filter(pl.col("law_name") == LAW).row(0, named=True)
+        assert engine.search(row["text"], mode="bm25")[0].passage_id == row["passage_id"]
+        assert len(engine.search("국가배상 청구", top_k=3)) == 3  # hybrid, the default mode
+
+        # One law re-worded: only its passages are encoded again, and the flat index is updated in place.
+        changed = with_changed_law(corpus, LAW)
+        n_law = changed.filter(pl.col("law_name") == LAW).height
+        emb, idx, checks = _run(instance, _defs(settings, tiny_model_dir, changed))
+        assert all(checks.values())
+        assert (emb["encoded"], emb["reused"]) == (n_law, corpus.height - n_law)
+        assert idx["update"] == f"incremental (added {n_law}, removed {n_law})"
+        assert _pointer(tmp_path)["index_version"] != pointer["index_version"]
+
+        # Nothing changed: the stored set and index are reused under the same data versions.
+        before = _data_version(instance, "faiss_index")
+        emb, idx, _ = _run(instance, _defs(settings, tiny_model_dir, changed))
+        assert emb["existing_set_reused"] is True and emb["encoded"] == 0 and idx["update"].startswith("reused")
+        assert _data_version(instance, "faiss_index") == before == idx["content_hash"]
+
+
+def _data_version(instance: dg.DagsterInstance, key: str) -> str:
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert event is not None and event.asset_materialization is not None
+    return event.asset_materialization.tags["dagster/data_version"]
+
+
+def test_recall_check_on_an_approximate_index(tmp_path: Path, tiny_model_dir: Path) -> None:
+    corpus = corpus_slice()
+    settings = _settings(tmp_path, tiny_model_dir, "index.faiss_type=hnsw", "embed.model=base")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _, idx, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+        assert checks["faiss_recall_at_10"] is True and idx["faiss_type"] == "hnsw"
+        evaluation = _check_eval(instance, "faiss_recall_at_10")
+        assert "passage vectors as queries" in evaluation.metadata["queries"].value
+        assert _pointer(tmp_path)["model_path"] == str(tiny_model_dir.resolve())
+
+        # With test queries in dataset_splits, those are used; a floor above 1 must fail the (non-blocking) check.
+        splits = pl.DataFrame({"query_text": ["국가배상 책임", "가등기담보 실행", "손해배상"], "split": ["test"] * 3})
+        splits.write_parquet(tmp_path / "tables" / "dataset_splits.parquet")
+        strict = _settings(
+            tmp_path, tiny_model_dir, "index.faiss_type=hnsw", "embed.model=base", "index.recall_floor=1.01"
+        )
+        _, idx, checks = _run(instance, _defs(strict, tiny_model_dir, corpus))
+        assert checks["faiss_recall_at_10"] is False and idx["update"].startswith("reused")
+        evaluation = _check_eval(instance, "faiss_recall_at_10")
+        assert evaluation.metadata["queries"].value == "3 test queries of dataset_splits"
+        assert evaluation.metadata["recall_at_10"].value <= 1.0
+
+
+def _check_eval(instance: dg.DagsterInstance, name: str):
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("faiss_index"), name), limit=1
+    )
+    return records[0].event.dagster_event.event_specific_data
+
+
+def test_corpus_check_fails_when_the_index_is_stale(tmp_path: Path, tiny_model_dir: Path) -> None:
+    corpus = corpus_slice()
+    settings = _settings(tmp_path, tiny_model_dir)
+    with dg.DagsterInstance.ephemeral() as instance:
+        _run(instance, _defs(settings, tiny_model_dir, corpus))
+    manifest = json.loads((tmp_path / "tables" / "faiss_index.json").read_text())
+    changed = with_changed_law(corpus, LAW).filter(pl.col("passage_id") != corpus["passage_id"][0])
+    result = faiss_index_matches_corpus(faiss_index=manifest, merged_corpus=changed)
+    assert result.passed is False
+    n_law = corpus.filter(pl.col("law_name") == LAW).height
+    stale_expected = n_law - (1 if corpus["law_name"][0] == LAW else 0)
+    assert result.metadata["not_in_corpus"].value == 1
+    assert result.metadata["stale_content"].value == stale_expected
+    assert faiss_index_matches_corpus(faiss_index=manifest, merged_corpus=corpus).passed is True
+
+
+@pytest.fixture(autouse=True)
+def _quiet_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

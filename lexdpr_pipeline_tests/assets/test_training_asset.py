@@ -1,0 +1,132 @@
+"""The ``trained_model`` asset in Dagster: a test run end to end, MLflow run recorded, reuse on equal inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import polars as pl
+import pytest
+
+from lexdpr_pipeline.assets.training import trained_model
+from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.models.training import read_training_metadata
+from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
+from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline_tests.training_fixtures import tiny_training_set
+
+
+def upstream(model_dir: Path) -> list[dg.AssetsDefinition]:
+    """Stand-ins for the data stages (tested elsewhere): the tiny real training set and the tiny model."""
+    splits, corpus = tiny_training_set()
+
+    @dg.asset(name="dataset_splits", code_version="t1")
+    def dataset_splits() -> pl.DataFrame:
+        return splits
+
+    @dg.asset(name="merged_corpus", code_version="t1")
+    def merged_corpus() -> pl.DataFrame:
+        return corpus
+
+    @dg.asset(name="base_model", code_version="t1")
+    def base_model() -> dict:
+        return {"name": "tiny", "path": str(model_dir), "repo_id": None, "content_hash": "tiny-1"}
+
+    return [dataset_splits, merged_corpus, base_model]
+
+
+def resources(data: Path, *overrides: str) -> dict:
+    settings = load_settings(
+        overrides=[
+            f"paths.data_dir={data}",
+            f"tracking.tracking_uri=sqlite:///{data}/mlflow.db",
+            "train.template=none",
+            "train.batch_size=8",
+            "train.logging_steps=1",
+            "train.device=cpu",
+            *overrides,
+        ],
+        environ={},
+    )
+    return {
+        "project": LexDprProject(settings_yaml=dump(shareable(settings))),
+        "io_manager": LexDprIOManager(base_dir=str(data / "tables")),
+    }
+
+
+def test_trained_model_test_run_records_an_mlflow_run(tiny_model_dir: Path, tmp_path: Path):
+    assets = [*upstream(tiny_model_dir), trained_model]
+    config = {"ops": {"trained_model": {"config": {"test_run": True, "overrides": ["train.learning_rate=1e-3"]}}}}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(assets, resources=resources(tmp_path), run_config=config, instance=instance)
+        assert result.success
+        manifest = result.output_for_node("trained_model")
+        mat = result.asset_materializations_for_node("trained_model")[0]
+        meta = mat.metadata
+        assert meta["test_run"].value is True and meta["reused_existing"].value is False
+        assert meta["global_step"].value == 3  # train.test_run_steps
+        assert "training_curve" in meta and meta["mlflow_url"].value.endswith(manifest["mlflow_run_id"])
+        model = BiEncoder.load(manifest["path"])
+        assert model.encode_queries(["민법 법원"]).shape == (1, 32)
+        info = read_training_metadata(Path(manifest["path"]))
+        assert info["training_args"]["learning_rate"] == 1e-3  # the run-config override reached training
+        assert info["training_args"]["max_train_queries"] == 64
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+        run = client.get_run(manifest["mlflow_run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.params["train.learning_rate"] == "0.001"
+        assert run.data.tags["dagster_run_id"] == result.run_id
+        assert run.data.tags["dagster_asset_key"] == "trained_model"
+        assert run.data.tags["pairs_data_version"] == info["pairs_data_version"]
+        assert "final_valid.ndcg_at_10" in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 3  # one loss point per step
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"model", "plots"} <= artifacts  # the tiny model is small enough to log itself
+
+        # Same inputs and settings again: the trained model is reused, same data version, no new MLflow run.
+        again = dg.materialize(assets, resources=resources(tmp_path), run_config=config, instance=instance)
+        assert again.output_for_node("trained_model")["path"] == manifest["path"]
+        assert again.asset_materializations_for_node("trained_model")[0].metadata["reused_existing"].value is True
+        assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_bad_override_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path):
+    assets = [*upstream(tiny_model_dir), trained_model]
+    config = {"ops": {"trained_model": {"config": {"test_run": True, "overrides": ["train.loss=triplet"]}}}}
+    with pytest.raises(Exception, match="loss"):
+        dg.materialize(assets, resources=resources(tmp_path), run_config=config)
+
+
+def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, tmp_path: Path):
+    """Issue 4's acceptance path: materialize trained_model + model_evaluation; both MLflow runs exist."""
+    from lexdpr_pipeline.assets.evaluation import model_evaluation
+    from lexdpr_pipeline.search.bm25 import BM25Index
+
+    _, corpus = tiny_training_set()
+
+    @dg.asset(name="bm25_index", code_version="t1")
+    def bm25_index() -> dict:
+        path = tmp_path / "bm25"
+        BM25Index.build(corpus["passage_id"].to_list(), corpus["text"].to_list(), progress=False).save(path)
+        return {"path": str(path), "passages": corpus.height, "content_hash": "t1"}
+
+    assets = [*upstream(tiny_model_dir), bm25_index, trained_model, model_evaluation]
+    config = {"ops": {"trained_model": {"config": {"test_run": True}}}}
+    res = resources(tmp_path, "eval.ks=[1,10]")
+    result = dg.materialize(assets, resources=res, run_config=config)
+    assert result.success
+    table = result.output_for_node("model_evaluation")
+    overall = table.filter(pl.col("group") == "all")
+    assert set(overall["system"]) == {"fine-tuned", "base (zero-shot)", "bm25"}
+    assert set(overall["split"]) == {"valid", "test"}
+    assert overall["ndcg@10"].is_between(0, 1).all()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("lexdpr").experiment_id])}
+    evaluation = runs["evaluation"]
+    assert evaluation.data.tags["dagster_asset_key"] == "model_evaluation"
+    manifest = result.output_for_node("trained_model")
+    assert evaluation.data.tags["model_content_hash"] == manifest["content_hash"]
+    assert "test.fine-tuned.ndcg_at_10" in evaluation.data.metrics
+    assert "test.bm25.recall_at_10" in evaluation.data.metrics
+    assert evaluation.data.params["ks"] == "[1, 10]"

@@ -1,0 +1,47 @@
+"""validate_dense (training-time early stopping) and the whole library run with its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lexdpr_pipeline.evaluation.report import CHART_FILE, REPORT_FILE
+from lexdpr_pipeline.evaluation.run import BM25, EvalPlan, run_evaluation
+from lexdpr_pipeline.evaluation.validation import validate_dense
+from lexdpr_pipeline.models.biencoder import BiEncoder
+
+
+def test_validate_dense_is_deterministic_and_bounded(tiny_model_dir: Path, mini_splits, mini_corpus) -> None:
+    model = BiEncoder.load(tiny_model_dir)
+    kwargs = {"max_queries": 3, "corpus_max_passages": 12, "ks": (1, 5, 10)}
+    first = validate_dense(model, mini_splits, mini_corpus, **kwargs)
+    second = validate_dense(model, mini_splits, mini_corpus.reverse(), **kwargs)
+    assert {"ndcg@10", "recall@10", "mrr@10", "accuracy@1", "map@5", "precision@1"} <= set(first)
+    assert all(0.0 <= v <= 1.0 for v in first.values())
+    assert first == second
+    with pytest.raises(ValueError, match="no query"):
+        validate_dense(model, mini_splits, mini_corpus, split="nope")
+
+
+def test_run_writes_ranks_and_report(tiny_model_dir: Path, tmp_path: Path, mini_splits, mini_corpus) -> None:
+    plan = EvalPlan(ks=(1, 10), splits=("valid", "test", "missing"), corpus_max_passages=15)
+    run = run_evaluation(
+        {"tiny": lambda: BiEncoder.load(tiny_model_dir)},
+        mini_splits,
+        mini_corpus,
+        plan,
+        out_dir=tmp_path,
+        progress=False,
+    )
+    assert run.corpus_size == 15
+    assert run.queries_per_split == {"valid": 4, "test": 5}
+    assert run.skipped["missing"] == {"split without queries": 1}
+    assert set(run.table["system"]) == {"tiny", BM25}
+    assert set(run.table.filter(pl.col("group") == "all")["split"]) == {"valid", "test"}
+    assert (tmp_path / CHART_FILE).read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / REPORT_FILE).read_text(encoding="utf-8")
+    assert "### test" in md and "| system | queries | ndcg@10" in md and "type:cross_law" in md
+    ranks = pl.read_parquet(run.ranks_path)
+    assert ranks.height == 2 * 9 and ranks["first_relevant_rank"].drop_nulls().min() >= 1
