@@ -298,7 +298,7 @@ def _train(overrides: list[str], test_run: bool, trigger: str) -> None:
     _run(keys, config, trigger=trigger, instance=instance, defs=defs)
     meta = latest_metadata(instance, key)
     console.print(
-        f"model: {meta.get('path')}\n"
+        f"model: {meta.get('model_path')}\n"
         f"valid nDCG@10: {meta.get('valid_ndcg@10')}  train pairs/s: {meta.get('train_pairs_per_s')}  "
         f"reused: {meta.get('reused_existing')}\n"
         f"MLflow run: {meta.get('mlflow_url')} ({meta.get('mlflow_tracking_uri')})"

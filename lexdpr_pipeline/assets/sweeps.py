@@ -110,6 +110,9 @@ def hyperparameter_sweep_op(context: dg.OpExecutionContext, config: SweepRunConf
     metadata = {
         "summary": dg.MetadataValue.md(result.summary_markdown()),
         "best_value": dg.MetadataValue.float(float("nan") if result.best_value is None else result.best_value),
+        "baseline_value": dg.MetadataValue.float(
+            float("nan") if result.baseline_value is None else result.baseline_value
+        ),
         "best_trial": dg.MetadataValue.int(-1 if result.best_trial is None else result.best_trial),
         "best_params": dg.MetadataValue.json(result.best_params),
         "best_adjustments": dg.MetadataValue.json(result.best_adjustments),

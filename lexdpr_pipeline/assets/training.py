@@ -188,7 +188,7 @@ def trained_model(
         data_version=dg.DataVersion(key),
         metadata={
             **metadata,
-            "path": dg.MetadataValue.path(str(model_dir)),
+            "model_path": dg.MetadataValue.path(str(model_dir)),
             "reused_existing": reused,
             "mlflow_run_id": str(run_id),
             "mlflow_url": dg.MetadataValue.url(url) if url else "",

@@ -77,6 +77,23 @@ def apply_base(settings: Settings, spec: SweepSpec) -> Settings:
     return Settings.model_validate(tree)
 
 
+def baseline_params(settings: Settings, spec: SweepSpec) -> dict[str, Any]:
+    """The searched parameters' values in ``settings`` (the sweep's default configuration)."""
+    out: dict[str, Any] = {}
+    for name in spec.params:
+        section, _, field_name = name.partition(".")
+        out[name] = getattr(getattr(settings, section), field_name)
+    return out
+
+
+def baseline_value(study: optuna.Study) -> float | None:
+    """The objective of the baseline trial (the default configuration), when it completed."""
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
+            return float(t.value)  # type: ignore[arg-type]
+    return None
+
+
 def fair_batch_adjustments(cfg: TrainSettings) -> tuple[TrainSettings, dict[str, Any]]:
     """Train a sampled (batch_size B, gradient_accumulation_steps G) as one cached-MNRL batch of B×G rows.
 
@@ -464,6 +481,7 @@ class SweepResult:
     best_params: dict[str, Any]
     best_adjustments: dict[str, Any]
     best_config: Path | None
+    baseline_value: float | None
     trials: pl.DataFrame
     table_markdown: str
     counts: dict[str, int]
@@ -487,6 +505,8 @@ class SweepResult:
         lines = [f"**Sweep {self.name}** ({self.strategy}, valid {self.metric}, {self.direction}): {counts or '—'}"]
         if self.best_trial is not None:
             lines.append(f"best: trial {self.best_trial}, {self.metric} = {self.best_value:.4f}")
+            if self.baseline_value is not None:
+                lines.append(f"default configuration (trial 0, baseline): {self.metric} = {self.baseline_value:.4f}")
             lines += [f"- `{k}` = {v}" for k, v in self.best_params.items()]
             if self.best_adjustments:
                 lines.append(f"- adjusted for fair batches: {self.best_adjustments}")
@@ -546,6 +566,7 @@ def _summarize(
         best_params={} if best is None else dict(best.params),
         best_adjustments={} if best is None else dict(best.user_attrs.get("adjustments") or {}),
         best_config=best_config,
+        baseline_value=baseline_value(study),
         trials=report.frame,
         table_markdown=report.markdown,
         counts={k: v for k, v in counts.items() if v or k in ("COMPLETE", "PRUNED", "FAIL")},
@@ -606,6 +627,8 @@ def run_sweep(
             _log.warning("sweep %s: %s", spec.name, notes[-1])
         study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint())
         atomic_write_text(out / "sweep.yaml", spec.to_yaml())
+        if n_before == 0 and spec.baseline_trial and spec.strategy != Strategy.grid:  # a grid has its own points
+            study.enqueue_trial(baseline_params(base, spec), user_attrs={"baseline": True})
         requeued = requeue_interrupted(study, storage)
         if requeued:
             notes.append(f"re-queued interrupted trials {requeued}")
@@ -708,6 +731,7 @@ def _summary_json(result: SweepResult) -> dict[str, Any]:
         "metric": f"valid.{result.metric}",
         "direction": result.direction,
         "best_value": result.best_value,
+        "baseline_value": result.baseline_value,
         "best_trial": result.best_trial,
         "best_params": result.best_params,
         "best_adjustments": result.best_adjustments,

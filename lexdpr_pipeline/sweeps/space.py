@@ -180,6 +180,11 @@ class SweepSpec(BaseModel):
         "effective batch (see runner.fair_batch_adjustments)",
     )
     keep_trial_models: bool = Field(False, description="Keep each trial's model folder (disk!)")
+    baseline_trial: bool = Field(
+        True,
+        description="A new random/tpe sweep first runs the settings' own values (the default configuration), so "
+        "the summary compares the best trial with it",
+    )
     base: dict[str, dict[str, Any]] = Field(default_factory=dict)
     params: dict[str, ParamSpec]
 

@@ -15,7 +15,7 @@ import pytest
 from lexdpr_pipeline.evaluation import validation
 from lexdpr_pipeline.settings import load_settings, with_overrides
 from lexdpr_pipeline.sweeps import runner
-from lexdpr_pipeline.sweeps.runner import run_sweep, sweep_dir
+from lexdpr_pipeline.sweeps.runner import apply_base, baseline_params, run_sweep, sweep_dir
 from lexdpr_pipeline_tests.sweeps.conftest import make_spec, project_settings
 
 
@@ -63,6 +63,11 @@ def test_three_trials_then_resume_to_five(tiny_data, tiny_model_dir: Path, tmp_p
     assert result.trials["number"].to_list() == [0, 1, 2]
     assert result.trials["value"].is_between(0, 1).all()
     assert result.best_value == result.trials["value"].max()
+    # trial 0 is the default configuration (the project's own settings), so the sweep reports best vs default
+    baseline = baseline_params(apply_base(settings, make_spec()), make_spec())
+    assert baseline["train.learning_rate"] == settings.train.learning_rate
+    assert result.trials.filter(pl.col("number") == 0)["value"].item() == pytest.approx(result.baseline_value)
+    assert "default configuration" in result.summary_markdown()
     out = sweep_dir(settings.data_dir, "tiny")
     assert (out / "optuna.db").exists() and (out / "trials.parquet").exists() and (out / "trials.md").exists()
     assert pl.read_parquet(out / "trials.parquet")["number"].to_list() == [0, 1, 2]
