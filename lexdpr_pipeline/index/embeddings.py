@@ -26,9 +26,8 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from lexdpr_pipeline.index.publish import save_npy_atomic, staged_folder
 from lexdpr_pipeline.sources.fingerprint import tree_fingerprint
-from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text, write_parquet
+from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text, save_npy_atomic, staged_folder, write_parquet
 
 logger = logging.getLogger(__name__)
 

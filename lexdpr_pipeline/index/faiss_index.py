@@ -33,8 +33,7 @@ from tqdm.auto import tqdm
 
 from lexdpr_pipeline.index.embeddings import EmbeddingSet
 from lexdpr_pipeline.index.exact import exact_search
-from lexdpr_pipeline.index.publish import staged_folder
-from lexdpr_pipeline.storage import atomic_write_text, write_parquet
+from lexdpr_pipeline.storage import atomic_write_text, staged_folder, write_parquet
 
 logger = logging.getLogger(__name__)
 

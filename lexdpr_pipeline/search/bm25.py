@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from lexdpr_pipeline.storage import fsync_dir, fsync_tree
 from lexdpr_pipeline.text.korean import KoreanTokenizer, TokenizerConfig
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ class BM25Index:
             }
             meta["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
             (tmp / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             if target.exists():
                 old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
                 os.replace(target, old)
@@ -273,7 +274,7 @@ class BM25Index:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -323,24 +324,3 @@ class BM25Index:
                 f"{path}: {len(ids)} ids, {retriever.scores['num_docs']} indexed, {meta['n_docs']} recorded"
             )
         return cls(retriever, ids, tokenizer, BM25Params(**meta["params"]))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported (e.g. some platforms); the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for file in path.iterdir():
-        if file.is_file():
-            with open(file, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(path)
