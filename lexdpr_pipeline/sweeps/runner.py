@@ -77,13 +77,17 @@ def apply_base(settings: Settings, spec: SweepSpec) -> Settings:
     return Settings.model_validate(tree)
 
 
-def baseline_params(settings: Settings, spec: SweepSpec) -> dict[str, Any]:
-    """The searched parameters' values in ``settings`` (the sweep's default configuration)."""
+def baseline_params(settings: Settings, spec: SweepSpec) -> tuple[dict[str, Any] | None, str]:
+    """The searched parameters' values in ``settings`` (the sweep's default configuration), or None and why when a
+    categorical parameter's choices do not include the default (the trial could not be sampled as it is)."""
     out: dict[str, Any] = {}
-    for name in spec.params:
+    for name, param in spec.params.items():
         section, _, field_name = name.partition(".")
-        out[name] = getattr(getattr(settings, section), field_name)
-    return out
+        value = getattr(getattr(settings, section), field_name)
+        if param.type == "categorical" and value not in (param.choices or []):
+            return None, f"no baseline trial: the default {name}={value} is not among its choices {param.choices}"
+        out[name] = value
+    return out, ""
 
 
 def baseline_value(study: optuna.Study) -> float | None:
@@ -628,7 +632,12 @@ def run_sweep(
         study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint())
         atomic_write_text(out / "sweep.yaml", spec.to_yaml())
         if n_before == 0 and spec.baseline_trial and spec.strategy != Strategy.grid:  # a grid has its own points
-            study.enqueue_trial(baseline_params(base, spec), user_attrs={"baseline": True})
+            baseline, why_not = baseline_params(base, spec)
+            if baseline is None:
+                notes.append(why_not)
+                _log.warning("sweep %s: %s", spec.name, why_not)
+            else:
+                study.enqueue_trial(baseline, user_attrs={"baseline": True})
         requeued = requeue_interrupted(study, storage)
         if requeued:
             notes.append(f"re-queued interrupted trials {requeued}")

@@ -16,6 +16,7 @@ from lexdpr_pipeline.evaluation import validation
 from lexdpr_pipeline.settings import load_settings, with_overrides
 from lexdpr_pipeline.sweeps import runner
 from lexdpr_pipeline.sweeps.runner import apply_base, baseline_params, run_sweep, sweep_dir
+from lexdpr_pipeline.sweeps.space import ParamSpec
 from lexdpr_pipeline_tests.sweeps.conftest import make_spec, project_settings
 
 
@@ -64,10 +65,16 @@ def test_three_trials_then_resume_to_five(tiny_data, tiny_model_dir: Path, tmp_p
     assert result.trials["value"].is_between(0, 1).all()
     assert result.best_value == result.trials["value"].max()
     # trial 0 is the default configuration (the project's own settings), so the sweep reports best vs default
-    baseline = baseline_params(apply_base(settings, make_spec()), make_spec())
-    assert baseline["train.learning_rate"] == settings.train.learning_rate
+    baseline, _ = baseline_params(apply_base(settings, make_spec()), make_spec())
+    assert baseline is not None and baseline["train.learning_rate"] == settings.train.learning_rate
     assert result.trials.filter(pl.col("number") == 0)["value"].item() == pytest.approx(result.baseline_value)
     assert "default configuration" in result.summary_markdown()
+    # a default that a categorical parameter cannot take gives no baseline trial, and says why
+    narrow = make_spec().model_copy(
+        update={"params": {"train.batch_size": ParamSpec(type="categorical", choices=[settings.train.batch_size + 1])}}
+    )
+    skipped, why = baseline_params(apply_base(settings, narrow), narrow)
+    assert skipped is None and "not among its choices" in why
     out = sweep_dir(settings.data_dir, "tiny")
     assert (out / "optuna.db").exists() and (out / "trials.parquet").exists() and (out / "trials.md").exists()
     assert pl.read_parquet(out / "trials.parquet")["number"].to_list() == [0, 1, 2]
