@@ -158,6 +158,9 @@ class EvalSettings(_Section):
     )
     batch_size: int = 64
     seed: int = 13
+    embedding_cache: bool = Field(
+        True, description="Read/write passage vectors in data/embeddings/cache (per model version, by content hash)"
+    )
 
 
 class TrackingSettings(_Section):

@@ -11,6 +11,7 @@ import polars as pl
 from lexdpr_pipeline.assets.common import table_output
 from lexdpr_pipeline.evaluation.report import headline_metrics
 from lexdpr_pipeline.evaluation.run import BASE, FINE_TUNED, EvalPlan, EvalRun, run_evaluation
+from lexdpr_pipeline.index.embeddings import CACHE_DIR, EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.search.bm25 import BM25Index
@@ -37,7 +38,7 @@ def _headline_metadata(run: EvalRun) -> dict[str, dg.MetadataValue]:
 
 @dg.asset(
     group_name=GROUP,
-    code_version="evaluation-1",
+    code_version="evaluation-2",
     kinds={"polars", "mlflow"},
     description="nDCG/recall/MRR/accuracy@k of the fine-tuned model, the zero-shot base model and BM25 on the "
     "valid/test queries (overall, per query type, per source), with a report and an MLflow run.",
@@ -57,8 +58,13 @@ def model_evaluation(
     plan = EvalPlan.from_settings(es)
     # Loaders, so only one model is in memory at a time; the full BM25 index only when it matches the corpus.
     models = {FINE_TUNED: partial(BiEncoder.load, trained_model["path"])}
+    # The passage_embeddings asset's per-model caches: passages are encoded once per model version, so the
+    # zero-shot base is not re-encoded by every evaluation and the embeddings asset reuses what evaluation encoded.
+    cache_root = project.data / "embeddings" / CACHE_DIR
+    caches = {FINE_TUNED: EmbeddingCache(cache_root, str(trained_model["content_hash"]))}
     if es.compare_base:
         models[BASE] = partial(BiEncoder.load, base_model["path"] or base_model["repo_id"])
+        caches[BASE] = EmbeddingCache(cache_root, str(base_model["content_hash"]))
     full_bm25 = None
     if bm25_index.get("passages") == merged_corpus.height:
         full_bm25 = partial(BM25Index.load, bm25_index["path"])
@@ -86,6 +92,7 @@ def model_evaluation(
             full_bm25=full_bm25,
             out_dir=project.reports / GROUP,
             notes={"fine-tuned model": trained_model.get("name"), "base model": base_model.get("name")},
+            embedding_caches=caches if es.embedding_cache else None,
         )
         log_params({"eval_corpus_passages": run.corpus_size})
         for (split, system), values in run.overall().items():

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from lexdpr_pipeline.evaluation.queries import EvalQueries
+from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.index.exact import exact_search
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.search.bm25 import BM25Index
@@ -29,12 +30,14 @@ def dense_rankings(
     batch_size: int = 64,
     progress: bool = True,
     passage_vecs: np.ndarray | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[Rankings, np.ndarray]:
     """Exact cosine search with ``model`` (its template applied). Returns the rankings and the passage vectors
-    (pass them back as ``passage_vecs`` to rank another split over the same corpus without re-encoding)."""
+    (pass them back as ``passage_vecs`` to rank another split over the same corpus without re-encoding). With
+    ``cache`` (this model's vectors by passage content hash) only the passages it lacks are encoded."""
     ids = corpus_frame["passage_id"].to_list()
     if passage_vecs is None:
-        passage_vecs = model.encode_passages(corpus_frame["text"].to_list(), batch_size=batch_size, progress=progress)
+        passage_vecs = encode_corpus(model, corpus_frame, batch_size=batch_size, progress=progress, cache=cache)
     elif passage_vecs.shape[0] != len(ids):
         raise ValueError(f"{passage_vecs.shape[0]} passage vectors for a corpus of {len(ids)} passages")
     if not len(queries):
@@ -48,6 +51,39 @@ def dense_rankings(
         banned = queries.exclude.get(qid, set())
         rankings[qid] = [pid for pid in (ids[i] for i in row) if pid not in banned][:depth]
     return rankings, passage_vecs
+
+
+def encode_corpus(
+    model: BiEncoder,
+    corpus_frame: pl.DataFrame,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+    cache: EmbeddingCache | None = None,
+) -> np.ndarray:
+    """The corpus' passage vectors in row order; with ``cache``, cached ones are read and new ones added to it."""
+    texts = corpus_frame["text"].to_list()
+    if cache is None:
+        return model.encode_passages(texts, batch_size=batch_size, progress=progress)
+    hashes = corpus_frame["content_hash"].to_list()
+    first: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first.setdefault(h, i)
+    unique = list(first)
+    by_hash: dict[str, np.ndarray] = {}
+    found_pos, found_vecs = cache.lookup(unique)
+    if found_vecs is not None:
+        by_hash.update(zip((unique[p] for p in found_pos), found_vecs, strict=True))
+    todo = [h for h in unique if h not in by_hash]
+    if todo:
+        vecs = np.asarray(
+            model.encode_passages([texts[first[h]] for h in todo], batch_size=batch_size, progress=progress),
+            dtype=np.float32,
+        )
+        cache.add(todo, vecs)
+        by_hash.update(zip(todo, vecs, strict=True))
+    logger.info("eval corpus: %d passages encoded, %d from the embedding cache", len(todo), len(unique) - len(todo))
+    return np.stack([by_hash[h] for h in hashes]).astype(np.float32, copy=False)
 
 
 def bm25_rankings(index: BM25Index, queries: EvalQueries, depth: int, progress: bool = False) -> Rankings:

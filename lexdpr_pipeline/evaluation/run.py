@@ -17,8 +17,15 @@ import polars as pl
 from lexdpr_pipeline.evaluation.corpus import eval_corpus
 from lexdpr_pipeline.evaluation.queries import EvalQueries, build_exclusion_index, eval_queries
 from lexdpr_pipeline.evaluation.report import EvalReport, write_report
-from lexdpr_pipeline.evaluation.retrievers import Rankings, bm25_index_for, bm25_rankings, dense_rankings
+from lexdpr_pipeline.evaluation.retrievers import (
+    Rankings,
+    bm25_index_for,
+    bm25_rankings,
+    dense_rankings,
+    encode_corpus,
+)
 from lexdpr_pipeline.evaluation.scoring import PER_QUERY_SCHEMA, evaluate_systems, table_schema
+from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.settings import EvalSettings
@@ -96,10 +103,13 @@ def run_evaluation(
     out_dir: Path | None = None,
     notes: Mapping[str, object] | None = None,
     progress: bool = True,
+    embedding_caches: Mapping[str, EmbeddingCache] | None = None,
 ) -> EvalRun:
     """Score each dense model in ``models`` (name → model, or a loader called once) and, with ``bm25``, BM25, on
     ``plan.splits``. ``full_bm25`` loads the index over all of ``merged_corpus`` (used only for a full-corpus
-    evaluation). With ``out_dir`` the per-query ranks and the report are written there."""
+    evaluation). With ``out_dir`` the per-query ranks and the report are written there. ``embedding_caches`` (name →
+    that model's cache) spares re-encoding passages an earlier evaluation or embedding run already encoded: the
+    zero-shot base model is then encoded once, not in every evaluation."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     excl = build_exclusion_index(merged_corpus) if plan.exclude_query_document else None
@@ -131,9 +141,15 @@ def run_evaluation(
     for name, model_or_loader in models.items():
         t0 = time.perf_counter()
         model = model_or_loader if isinstance(model_or_loader, BiEncoder) else model_or_loader()
-        vecs = None
+        vecs = encode_corpus(
+            model,
+            corpus,
+            batch_size=plan.batch_size,
+            progress=progress,
+            cache=(embedding_caches or {}).get(name),
+        )
         for q in queries:
-            rankings[q.split][name], vecs = dense_rankings(
+            rankings[q.split][name], _ = dense_rankings(
                 model, q, corpus, plan.depth, batch_size=plan.batch_size, progress=progress, passage_vecs=vecs
             )
         del model, vecs

@@ -105,3 +105,10 @@ def test_evaluation_asset_end_to_end(materialized) -> None:
     assert {"valid.base_zero-shot.recall_at_100", "test.bm25.mrr_at_10"} <= set(run.data.metrics)
     artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert artifacts == {REPORT_FILE, CHART_FILE, RANKS_FILE}
+
+    # Both models' passage vectors went to the per-model embedding cache the passage_embeddings asset uses.
+    from lexdpr_pipeline.index.embeddings import CACHE_DIR, EmbeddingCache
+
+    root = settings.data_dir / "embeddings" / CACHE_DIR
+    assert len(EmbeddingCache(root, "tiny-model-hash")) == 20
+    assert len([d for d in root.iterdir() if d.is_dir()]) == 2

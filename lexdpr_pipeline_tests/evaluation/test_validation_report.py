@@ -45,3 +45,51 @@ def test_run_writes_ranks_and_report(tiny_model_dir: Path, tmp_path: Path, mini_
     assert "### test" in md and "| system | queries | ndcg@10" in md and "type:cross_law" in md
     ranks = pl.read_parquet(run.ranks_path)
     assert ranks.height == 2 * 9 and ranks["first_relevant_rank"].drop_nulls().min() >= 1
+
+
+def test_run_reuses_cached_passage_vectors(tiny_model_dir: Path, tmp_path: Path, mini_splits, mini_corpus) -> None:
+    """A second evaluation with the same model encodes no passage (only queries) and scores identically; a changed
+    passage is the only one encoded again."""
+    from lexdpr_pipeline.index.embeddings import EmbeddingCache
+
+    encoded: list[int] = []
+
+    def load() -> BiEncoder:
+        model = BiEncoder.load(tiny_model_dir)
+        original = model.encode_passages
+
+        def spy(texts, **kwargs):
+            encoded.append(len(texts))
+            return original(texts, **kwargs)
+
+        model.encode_passages = spy  # type: ignore[method-assign]
+        return model
+
+    plan = EvalPlan(ks=(1, 10), splits=("valid", "test"))
+    caches = {"tiny": EmbeddingCache(tmp_path / "cache", "tiny-v1")}
+    first = run_evaluation(
+        {"tiny": load}, mini_splits, mini_corpus, plan, bm25=False, progress=False, embedding_caches=caches
+    )
+    assert encoded == [mini_corpus.height]
+    second = run_evaluation(
+        {"tiny": load}, mini_splits, mini_corpus, plan, bm25=False, progress=False, embedding_caches=caches
+    )
+    assert encoded == [mini_corpus.height]  # nothing encoded the second time
+    assert second.table.equals(first.table)
+
+    changed = mini_corpus.with_columns(
+        pl.when(pl.col("passage_id") == "law:1:751")
+        .then(pl.lit("민법 제751조 바뀐 조문"))
+        .otherwise(pl.col("text"))
+        .alias("text")
+    )
+    from lexdpr_pipeline.text.passages import content_hash
+
+    changed = changed.with_columns(
+        pl.col("text").map_elements(content_hash, return_dtype=pl.String).alias("content_hash")
+    )
+    run_evaluation({"tiny": load}, mini_splits, changed, plan, bm25=False, progress=False, embedding_caches=caches)
+    assert encoded == [mini_corpus.height, 1]
+    # Without a cache every passage is encoded, as before.
+    run_evaluation({"tiny": load}, mini_splits, mini_corpus, plan, bm25=False, progress=False)
+    assert encoded[-1] == mini_corpus.height
