@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.assets.corpus import CORPUS_ASSETS
 from lexdpr_pipeline.assets.evaluation import EVALUATION_ASSETS
 from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, SOURCE_ASSETS
@@ -19,6 +20,17 @@ from lexdpr_pipeline.logging_setup import configure_logging
 from lexdpr_pipeline.resources import LawGoApi, LexDprIOManager, LexDprProject
 from lexdpr_pipeline.schedules import corpus_refresh_schedule, refresh_downstream_after_ingest
 from lexdpr_pipeline.settings import Settings, dump, load_settings, shareable
+
+
+def run_executor(model_step_concurrency: int, max_concurrent: int | None = None) -> dg.ExecutorDefinition:
+    """Multiprocess, as Dagster's default (``max_concurrent`` None: one step per CPU), but at most
+    ``model_step_concurrency`` torch steps at once per run: ``dagster asset materialize --select '*'`` would otherwise
+    start training and embedding side by side, and each already uses every core."""
+    limits = [{"key": key, "value": value, "limit": model_step_concurrency} for key, value in MODEL_STEP_TAGS.items()]
+    config: dict = {"tag_concurrency_limits": limits}
+    if max_concurrent is not None:
+        config["max_concurrent"] = max_concurrent
+    return dg.multiprocess_executor.configured(config, name="lexdpr_multiprocess")
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -44,6 +56,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *SWEEP_ASSETS,  # declared only: sweep_job reports it, '*' never runs a sweep
         ],
         asset_checks=[*TRAINING_DATA_CHECKS, *SEARCH_INDEX_CHECKS],
+        executor=run_executor(settings.schedule.model_step_concurrency),
         jobs=[ingest_job, downstream_refresh_job, observe_sources_job, *SWEEP_JOBS],
         schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],
         sensors=[refresh_downstream_after_ingest],

@@ -217,6 +217,12 @@ class ApiSettings(_Section):
 class ScheduleSettings(_Section):
     refresh_cron: str = "0 3 * * 1"  # Mondays 03:00
     timezone: str = "Asia/Seoul"
+    model_step_concurrency: int = Field(
+        1,
+        ge=1,
+        description="Steps tagged lexdpr/compute=model (training, evaluation, embedding) run at once within a run: "
+        "each already uses every core, so two side by side only slow each other down",
+    )
 
 
 class LoggingSettings(_Section):

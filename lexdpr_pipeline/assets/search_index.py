@@ -13,6 +13,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.index.embeddings import EmbeddingSet, choose_model, embed_corpus
 from lexdpr_pipeline.index.faiss_index import (
     IDS_FILE,
@@ -37,7 +38,7 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
 
-@dg.asset(group_name=GROUP, code_version="embeddings-1", kinds={"numpy", "pytorch"})
+@dg.asset(group_name=GROUP, code_version="embeddings-1", kinds={"numpy", "pytorch"}, op_tags=MODEL_STEP_TAGS)
 def passage_embeddings(
     context: dg.AssetExecutionContext,
     project: LexDprProject,

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.settings import with_overrides
 from lexdpr_pipeline.storage import frame_content_hash, sha256_file
@@ -69,7 +70,7 @@ INPUTS = ("dataset_splits", "merged_corpus", "base_model")
     name="hyperparameter_sweep",
     out=dg.Out(dg.Nothing),
     required_resource_keys={"project", "io_manager"},
-    tags={"kind": "optuna"},
+    tags={"kind": "optuna", **MODEL_STEP_TAGS},
     description="Run or resume the sweep in sweep_file on dataset_splits / merged_corpus / base_model; report it "
     "as a materialization of hyperparameter_sweep.",
 )

@@ -9,6 +9,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.evaluation.validation import validate_dense
 from lexdpr_pipeline.models.report import plot_training_history
 from lexdpr_pipeline.models.training import (
@@ -71,6 +72,7 @@ def _png_md(name: str, path) -> str:
     group_name=GROUP,
     code_version="trained-model-1",
     kinds={"pytorch", "mlflow"},
+    op_tags=MODEL_STEP_TAGS,
     description="The fine-tuned bi-encoder (sentence-transformers folder + lexdpr_training.json) at a content-"
     "addressed path under data/models/trained/, as a manifest {path, content_hash, …}. Each training: an MLflow run.",
 )
