@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import polars as pl
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text, write_parquet
 
@@ -182,6 +182,22 @@ def plot_importances(importances: dict[str, float], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 (else 1-2-3-…-9) ticks inside [lo, hi], at least the two ends."""
+    if lo <= 0 or hi <= lo:
+        return [lo, hi] if hi != lo else [lo]
+    for mantissas in ((1, 2, 5), tuple(range(1, 10))):
+        ticks = [
+            m * 10.0**e
+            for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in mantissas
+            if lo <= m * 10.0**e <= hi
+        ]
+        if len(ticks) >= 2:
+            return ticks if len(ticks) <= 5 else ticks[:: math.ceil(len(ticks) / 5)]
+    return [lo, hi]
+
+
 def plot_param_scatter(
     frame: pl.DataFrame, param_names: Sequence[str], metric: str, path: Path, log_params: Sequence[str] = ()
 ) -> Path | None:
@@ -204,12 +220,33 @@ def plot_param_scatter(
             x = values.to_list()
             if name in log_params:
                 ax.set_xscale("log")
-        ax.scatter(x, part["value"], c=part["number"], cmap="viridis", edgecolors="k", linewidths=0.3)
+                ticks = _log_ticks(min(x), max(x))  # matplotlib labels every minor tick of a short log range
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            elif values.n_unique() <= 4:  # a few choices (batch size, accumulation): tick exactly those
+                choices = sorted(values.unique().to_list())
+                ax.set_xticks(choices, [f"{c:g}" for c in choices])
+        pruned = (part["state"] == "PRUNED").to_list()
+        for is_pruned in (False, True):
+            sel = [i for i, p in enumerate(pruned) if p is is_pruned]
+            if not sel:
+                continue
+            ax.scatter(
+                [x[i] for i in sel],
+                [part["value"][i] for i in sel],
+                c=[part["number"][i] for i in sel],
+                cmap="viridis",
+                vmin=int(done["number"].min()),
+                vmax=int(done["number"].max()),
+                marker="v" if is_pruned else "o",
+                edgecolors="k",
+                linewidths=0.3,
+            )
         ax.set_title(name.removeprefix("train."), fontsize=9)
         ax.set_ylabel(metric, fontsize=8)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle("parameters vs score (colour: trial number)", fontsize=10)
+    fig.suptitle("parameters vs score (colour: trial number; ▼ pruned: score when stopped)", fontsize=10)
     return _save(fig, path)
 
 
