@@ -30,14 +30,13 @@ def dense_rankings(
     batch_size: int = 64,
     progress: bool = True,
     passage_vecs: np.ndarray | None = None,
-    cache: EmbeddingCache | None = None,
 ) -> tuple[Rankings, np.ndarray]:
     """Exact cosine search with ``model`` (its template applied). Returns the rankings and the passage vectors
-    (pass them back as ``passage_vecs`` to rank another split over the same corpus without re-encoding). With
-    ``cache`` (this model's vectors by passage content hash) only the passages it lacks are encoded."""
+    (pass them back as ``passage_vecs`` to rank another split over the same corpus without re-encoding; see
+    :func:`encode_corpus` for vectors from the embedding cache)."""
     ids = corpus_frame["passage_id"].to_list()
     if passage_vecs is None:
-        passage_vecs = encode_corpus(model, corpus_frame, batch_size=batch_size, progress=progress, cache=cache)
+        passage_vecs = encode_corpus(model, corpus_frame, batch_size=batch_size, progress=progress)
     elif passage_vecs.shape[0] != len(ids):
         raise ValueError(f"{passage_vecs.shape[0]} passage vectors for a corpus of {len(ids)} passages")
     if not len(queries):
