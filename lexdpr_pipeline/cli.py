@@ -1,23 +1,57 @@
-"""``lex-dpr``: the command line. Thin: every command runs Dagster assets or prints settings."""
+"""``lex-dpr``: the command line. Thin: every command runs Dagster assets or prints settings.
+
+Failures end in one line on stderr and a non-zero exit (1: the run or the command failed; 2: bad usage or
+configuration); the full traceback only with ``--debug`` or ``LEXDPR_LOG_LEVEL=DEBUG``. Rich's pretty tracebacks
+stay off: an exception chain can be cyclic (Dagster re-raises a user error inside its own ``except``), and rich's
+printer then never finishes.
+
+Like the Dagster CLI, ``lex-dpr`` reads ``./.env``, but only ``LEXDPR_CONFIG``, ``DAGSTER_HOME`` and
+``LAW_GO_KR_OC``, and never over the real environment: after ``bash scripts/main.sh`` (which writes them there)
+every command finds the run the main job made.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from lexdpr_pipeline.settings import Settings, dump, load_settings
+from lexdpr_pipeline.settings import Settings, config_file_path, dump, load_settings
+
+#: The keys of ./.env the CLI uses (the environment wins over .env; .env wins over ./lexdpr.yaml).
+DOTENV_KEYS = ("LEXDPR_CONFIG", "DAGSTER_HOME", "LAW_GO_KR_OC")
+_SECRET_ENV = ("LAW_GO_KR_OC", "LEXDPR_API_KEY")
+
+
+class _OneLineErrors(TyperGroup):
+    """Any unexpected exception of a command → ``error: Type: message`` on one line and exit 1 (2 for a bad
+    configuration); the traceback only in debug mode. Usage errors and ``typer.Exit`` pass through untouched."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:
+            _fail(f"error: {type(exc).__name__}: {exc}", _exit_code(exc), exc)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="LexDPR: Korean legal dense passage retrieval — ingest, train, index and search.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -27,49 +61,234 @@ console = Console(soft_wrap=True)
 @dataclass
 class _State:
     config: Path | None = None
+    config_origin: str = "defaults"  # where the config file came from, for error messages
     overrides: list[str] = field(default_factory=list)
+    debug: bool = False
+    dotenv: dict[str, str] = field(default_factory=dict)  # the DOTENV_KEYS values taken from ./.env
 
 
 state = _State()
 
 
+def _debug() -> bool:
+    return state.debug or os.environ.get("LEXDPR_LOG_LEVEL", "").strip().upper() == "DEBUG"
+
+
+def _scrub(text: str) -> str:
+    """``text`` without any secret the CLI knows of (last line of defence: messages are scrubbed at the source)."""
+    from lexdpr_pipeline.logging_setup import scrub_secrets
+
+    secrets = [v.strip() for k in _SECRET_ENV for v in (os.environ.get(k), state.dotenv.get(k)) if v and v.strip()]
+    text = scrub_secrets(text, secrets)
+    for secret in secrets:  # the raw value, whatever the shared scrubber does
+        text = text.replace(secret, "***")
+    return text
+
+
+def _one_line(text: str) -> str:
+    from lexdpr_pipeline.orchestration import one_line
+
+    return one_line(_scrub(text), budget=300, hard_max=400)
+
+
+def _fail(message: str, code: int = 1, exc: BaseException | None = None) -> NoReturn:
+    """Print ``message`` on one line to stderr (the traceback first in debug mode) and exit with ``code``."""
+    if exc is not None and _debug():
+        sys.stderr.write(_scrub("".join(traceback.format_exception(exc))))
+    typer.echo(_one_line(message), err=True)
+    raise typer.Exit(code)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """2 for a configuration or run-config error (the user must change an input), else 1."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return 2
+    try:
+        from dagster import DagsterInvalidConfigError
+    except ImportError:  # pragma: no cover
+        return 1
+    return 2 if isinstance(exc, DagsterInvalidConfigError) else 1
+
+
+def _read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
+    """The DOTENV_KEYS of ``path`` (``./.env``) that the environment does not set."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    values = dotenv_values(path)
+    return {k: str(values[k]) for k in DOTENV_KEYS if values.get(k) and not os.environ.get(k)}
+
+
+def _choose_run(config: Path | None, overrides: list[str]) -> None:
+    """Which config file (and Dagster instance) this invocation uses: --config, $LEXDPR_CONFIG, ./.env's
+    LEXDPR_CONFIG, ./lexdpr.yaml, or the defaults. .env's DAGSTER_HOME belongs to .env's run, so it is used only when
+    nothing else chose the config or the data dir."""
+    state.dotenv = _read_dotenv()
+    if config is not None:
+        state.config, state.config_origin = config, "--config"
+    elif os.environ.get("LEXDPR_CONFIG"):
+        state.config, state.config_origin = None, "LEXDPR_CONFIG"
+    elif "LEXDPR_CONFIG" in state.dotenv:
+        state.config, state.config_origin = Path(state.dotenv["LEXDPR_CONFIG"]), "./.env"
+    else:
+        local = config_file_path(None, {})
+        state.config, state.config_origin = None, ("./lexdpr.yaml" if local is not None else "defaults")
+    run_chosen_elsewhere = (
+        state.config_origin in ("--config", "LEXDPR_CONFIG")
+        or any(os.environ.get(k) for k in ("LEXDPR_DATA_DIR", "LEXDPR__PATHS__DATA_DIR"))
+        or any(o.strip().startswith("paths.data_dir") for o in overrides)
+    )
+    if run_chosen_elsewhere:
+        state.dotenv.pop("DAGSTER_HOME", None)
+    if "LAW_GO_KR_OC" in state.dotenv:  # read from the process environment at run time (dg.EnvVar)
+        os.environ["LAW_GO_KR_OC"] = state.dotenv["LAW_GO_KR_OC"]
+
+
+def _config_description() -> str:
+    """``configs/demo.yaml (from ./.env)``, ``defaults``, … — for messages."""
+    path = config_file_path(state.config)
+    if path is None:
+        return "defaults (no config file)"
+    return f"{path} (from {state.config_origin})"
+
+
 @app.callback()
 def main(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Config YAML (else $LEXDPR_CONFIG or ./lexdpr.yaml).")
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Config YAML (else $LEXDPR_CONFIG, LEXDPR_CONFIG in ./.env, ./lexdpr.yaml)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Override a setting, e.g. --set ingest.max_items=50 (repeatable)."),
     ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Full tracebacks and every Dagster event (also LEXDPR_LOG_LEVEL=DEBUG).")
+    ] = False,
 ) -> None:
-    state.config = config
     state.overrides = list(set_ or [])
+    state.debug = debug
+    _choose_run(config, state.overrides)
+
+
+def _config_error_lines(exc: Exception) -> list[str]:
+    """One line per bad setting for a pydantic error, else the message on one line."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return [" ".join(str(exc).split())]
+    from lexdpr_pipeline.settings import SECRET_SETTINGS
+
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        got = ""
+        if "input" in err and where not in SECRET_SETTINGS and not isinstance(err["input"], dict | list):
+            shown = repr(err["input"])
+            got = f" (got {shown if len(shown) <= 60 else shown[:59] + '…'})"
+        lines.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}{got}")
+    return lines
 
 
 def _settings() -> Settings:
     try:
-        return load_settings(state.config, state.overrides)
+        settings = load_settings(state.config, state.overrides)
     except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        lines = _config_error_lines(exc)
+        if isinstance(exc, FileNotFoundError) and state.config_origin in ("./.env", "LEXDPR_CONFIG"):
+            lines[-1] += f" (named by {state.config_origin}; pick another with --config FILE or LEXDPR_CONFIG=FILE)"
+        if _debug():
+            sys.stderr.write(_scrub("".join(traceback.format_exception(exc))))
+        for line in lines:
+            typer.echo(_scrub(f"configuration error: {line}"), err=True)
+        raise typer.Exit(2) from None
+    if settings.logging.level.upper() == "DEBUG":
+        state.debug = True
+    return settings
 
 
 def _instance_and_defs(settings: Settings):
     import dagster as dg
 
     from lexdpr_pipeline.definitions import build_definitions
-    from lexdpr_pipeline.orchestration import ensure_dagster_home
+    from lexdpr_pipeline.orchestration import cli_console_logger, ensure_dagster_home, mark_console_echoes
 
+    if "DAGSTER_HOME" in state.dotenv and not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = state.dotenv["DAGSTER_HOME"]
     home = ensure_dagster_home(settings)
     console.print(f"[dim]DAGSTER_HOME={home}[/dim]")
-    return dg.DagsterInstance.get(), build_definitions(settings)
+    # Dagster's console logger, minus the failure events' stack traces (the CLI prints the one-line reason).
+    defs = dg.Definitions.merge(
+        build_definitions(settings), dg.Definitions(loggers={"console": cli_console_logger(_debug())})
+    )
+    mark_console_echoes()  # and not the library's log lines twice
+    return dg.DagsterInstance.get(), defs
+
+
+def _log_config(run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``run_config`` plus the CLI's console logger (INFO, or DEBUG with every event in debug mode)."""
+    from lexdpr_pipeline.orchestration import console_log_config
+
+    return {**(run_config or {}), **console_log_config("DEBUG" if _debug() else "INFO")}
+
+
+def _run_failed(result) -> NoReturn:
+    """``run …: FAILED — step: reason`` on one line, exit 1."""
+    from lexdpr_pipeline.orchestration import failure_reason
+
+    _fail(f"run {result.run_id}: FAILED — {failure_reason(result)}", 1)
+
+
+def _observe(instance, defs) -> None:
+    from lexdpr_pipeline.orchestration import RunFailedError, observe_sources
+
+    try:
+        observe_sources(instance, defs, _log_config())
+    except RunFailedError as exc:
+        _fail(str(exc), 1)
 
 
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration (defaults < YAML < environment < --set), secrets masked."""
     typer.echo(dump(_settings()), nl=False)
+
+
+@app.command()
+def info() -> None:
+    """Where this invocation's run lives: config file (and where it came from), data dir, DAGSTER_HOME, the search
+    index, the MLflow store, and the `mlflow ui` command that opens it. Reads nothing but the settings."""
+    from lexdpr_pipeline.search.engine import pointer_path
+    from lexdpr_pipeline.tracking import UI_BASE_ENV
+
+    settings = _settings()
+    home = os.environ.get("DAGSTER_HOME") or state.dotenv.get("DAGSTER_HOME") or str(settings.dagster_home)
+    index = pointer_path(settings)
+    # as tracking.tracking_target decides, without creating the store's folder
+    uri = (
+        settings.tracking.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{settings.data_dir / 'mlflow' / 'mlflow.db'}"
+    )
+    port = os.environ.get(UI_BASE_ENV, "http://127.0.0.1:5000").rstrip("/").rsplit(":", 1)[-1]
+    rows = [
+        ("config", _config_description()),
+        ("data dir", str(settings.data_dir)),
+        ("DAGSTER_HOME", str(Path(home).resolve())),
+        (
+            "search index",
+            f"{index}" + ("" if index.exists() else " (missing: lex-dpr refresh --select '*faiss_index')"),
+        ),
+        ("MLflow store", uri),
+        ("MLflow UI", f"mlflow ui --backend-store-uri {uri}" + (f" --port {port}" if port.isdigit() else "")),
+    ]
+    for name, value in rows:
+        typer.echo(f"{name + ':':<14}{value}")
 
 
 def _print_states(states, instance=None) -> None:
@@ -95,38 +314,35 @@ def _print_states(states, instance=None) -> None:
 @app.command()
 def status() -> None:
     """Show every asset's status (FRESH / STALE / MISSING) and why, after observing the source mirrors."""
-    from lexdpr_pipeline.orchestration import asset_states, observe_sources
+    from lexdpr_pipeline.orchestration import asset_states
 
     instance, defs = _instance_and_defs(_settings())
-    observe_sources(instance, defs)
+    _observe(instance, defs)
     _print_states(asset_states(instance, defs), instance)
 
 
 def _run(keys, run_config: dict[str, Any] | None = None, *, trigger: str, instance=None, defs=None) -> None:
-    from lexdpr_pipeline.orchestration import materialize, observe_sources
+    from lexdpr_pipeline.orchestration import materialize
 
     if instance is None or defs is None:
         instance, defs = _instance_and_defs(_settings())
     started = time.perf_counter()
-    observe_sources(instance, defs)  # so each materialization records the mirror version it read
-    result = materialize(instance, defs, keys, run_config, tags={"lexdpr/trigger": trigger})
-    elapsed = time.perf_counter() - started
-    console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f}s")
+    _observe(instance, defs)  # so each materialization records the mirror version it read
+    result = materialize(instance, defs, keys, _log_config(run_config), tags={"lexdpr/trigger": trigger})
     if not result.success:
-        raise typer.Exit(1)
+        _run_failed(result)
+    console.print(f"run {result.run_id}: success in {time.perf_counter() - started:.1f}s")
 
 
 def _refresh(select: str | None, dry_run: bool, trigger: str) -> None:
-    import dagster as dg
-
-    from lexdpr_pipeline.orchestration import asset_states, materialize, observe_sources
+    from lexdpr_pipeline.orchestration import asset_states, materialize
 
     settings = _settings()
     instance, defs = _instance_and_defs(settings)
-    observe_sources(instance, defs)
+    _observe(instance, defs)
     states = asset_states(instance, defs)
     if select is not None:
-        wanted = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+        wanted = _select(select, defs.resolve_asset_graph())
         states = [s for s in states if s.key in wanted]
     todo = [s for s in states if s.needs_run]
     if not todo:
@@ -138,16 +354,16 @@ def _refresh(select: str | None, dry_run: bool, trigger: str) -> None:
     if dry_run:
         return
     started = time.perf_counter()
-    result = materialize(instance, defs, [s.key for s in todo], tags={"lexdpr/trigger": trigger})
+    result = materialize(instance, defs, [s.key for s in todo], _log_config(), tags={"lexdpr/trigger": trigger})
+    if not result.success:
+        _run_failed(result)
     ran = sorted(
         {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key},
     )
     console.print(
-        f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s;"
+        f"run {result.run_id}: success in {time.perf_counter() - started:.1f}s;"
         f" materialized {', '.join(ran) or 'nothing'}"
     )
-    if not result.success:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -218,21 +434,48 @@ def analyze_pairs(
 @app.command("materialize")
 def materialize_cmd(
     select: Annotated[str, typer.Option(help="Dagster asset selection, e.g. 'group:ingest' or 'raw_statutes+'.")] = "*",
-    limit: Annotated[int | None, typer.Option(help="Max items per ingest asset (demo runs).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Max items per ingest asset (demo runs).")] = None,
     source: Annotated[str | None, typer.Option(help="Ingest source: mirror or api.")] = None,
 ) -> None:
     """Materialize assets (default: the whole graph), recorded in the persistent instance."""
-    import dagster as dg
-
     from lexdpr_pipeline.assets.ingest import INGEST_ASSETS
     from lexdpr_pipeline.orchestration import ops_config
 
-    instance, defs = _instance_and_defs(_settings())
+    _choice(source, _INGEST_SOURCES, "--source")
+    settings = _settings()
+    instance, defs = _instance_and_defs(settings)
     graph = defs.resolve_asset_graph()
-    keys = [k for k in dg.AssetSelection.from_string(select).resolve(graph) if k in graph.materializable_asset_keys]
+    keys = [k for k in _select(select, graph) if k in graph.materializable_asset_keys]
+    if not keys:
+        _fail(f"--select {select!r} matches no materializable asset (see `lex-dpr status`)", 2)
     names = [a.key.path[-1] for a in INGEST_ASSETS if a.key in keys]
+    if names and (source or settings.ingest.source) == "api":
+        _require_oc("or use --source mirror")
     config = ops_config(names, {"max_items": limit, "source": source})
     _run(keys, config, trigger="materialize", instance=instance, defs=defs)
+
+
+_INGEST_SOURCES = ("mirror", "api")
+
+
+def _select(select: str, graph) -> set:  # type: ignore[no-untyped-def]
+    """The asset keys of a Dagster selection string; a bad one is a usage error (exit 2)."""
+    import dagster as dg
+
+    try:
+        return set(dg.AssetSelection.from_string(select).resolve(graph))
+    except Exception as exc:
+        _fail(f"bad --select {select!r}: {type(exc).__name__}: {exc}", 2, exc)
+
+
+def _require_oc(alternative: str) -> None:
+    """Exit 2 with one line when the law.go.kr key is missing (before any run is recorded)."""
+    if not (os.environ.get("LAW_GO_KR_OC") or "").strip():
+        _fail(
+            "the law.go.kr API needs an OC key: set LAW_GO_KR_OC (the e-mail id of your open.law.go.kr account) "
+            f"in the environment or in ./.env, {alternative}",
+            2,
+        )
 
 
 def _iso(value: str | None) -> str | None:
@@ -250,7 +493,7 @@ def crawl_precedents(
         str | None, typer.Option(help="First 선고일자 (YYYY-MM-DD); default: last successful crawl.")
     ] = None,
     until: Annotated[str | None, typer.Option(help="Last 선고일자 (YYYY-MM-DD).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Max precedents to fetch.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Max precedents to fetch.")] = None,
     full: Annotated[bool, typer.Option(help="Ignore the incremental state and list everything.")] = False,
 ) -> None:
     """Crawl precedents from the law.go.kr API (needs LAW_GO_KR_OC) through the raw_precedents asset."""
@@ -258,10 +501,15 @@ def crawl_precedents(
 
     from lexdpr_pipeline.orchestration import ops_config
 
+    start, end = _iso(since), _iso(until)
+    if start and end and start > end:
+        raise typer.BadParameter(f"--since {start} is after --until {end}")
+    _settings()  # a bad configuration fails here, in one line per bad setting
+    _require_oc("or read the precedent-kr mirror: lex-dpr materialize --select raw_precedents --source mirror")
     config = {
         "source": "api",
-        "since": _iso(since),
-        "until": _iso(until),
+        "since": start,
+        "until": end,
         "max_items": limit,
         "incremental": not full,
     }
@@ -289,7 +537,16 @@ def _train(overrides: list[str], test_run: bool, trigger: str) -> None:
 
     from lexdpr_pipeline.orchestration import latest_metadata
 
-    instance, defs = _instance_and_defs(_settings())
+    settings = _settings()
+    try:  # the flags as settings: a bad value fails here, before any run
+        from lexdpr_pipeline.settings import with_overrides
+
+        with_overrides(settings, overrides)
+    except ValueError as exc:
+        for line in _config_error_lines(exc):
+            typer.echo(_scrub(f"configuration error: {line}"), err=True)
+        raise typer.Exit(2) from None
+    instance, defs = _instance_and_defs(settings)
     key = dg.AssetKey("trained_model")
     keys = _with_missing_upstream(instance, defs, key)
     if len(keys) > 1:
@@ -305,22 +562,31 @@ def _train(overrides: list[str], test_run: bool, trigger: str) -> None:
     )
 
 
+def _positive(value: float | None, option: str) -> None:
+    if value is not None and not value > 0:  # also NaN
+        raise typer.BadParameter(f"{value} is not > 0", param_hint=option)
+
+
 def _train_overrides(**flags: Any) -> list[str]:
     return [f"train.{name}={value}" for name, value in flags.items() if value is not None]
 
 
 @app.command()
 def train(
-    epochs: Annotated[float | None, typer.Option(help="train.epochs")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="train.max_steps (overrides epochs)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="train.batch_size")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="train.learning_rate")] = None,
-    temperature: Annotated[float | None, typer.Option(help="train.temperature (scale = 1/temperature)")] = None,
+    epochs: Annotated[float | None, typer.Option(help="train.epochs (> 0)")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="train.max_steps (overrides epochs)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="train.batch_size")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="train.learning_rate (> 0)")] = None,
+    temperature: Annotated[float | None, typer.Option(help="train.temperature (> 0; scale = 1/temperature)")] = None,
     loss: Annotated[str | None, typer.Option(help="train.loss: mnrl or cached_mnrl")] = None,
     lora: Annotated[bool | None, typer.Option("--lora/--full", help="LoRA adapter or full fine-tuning")] = None,
     template: Annotated[str | None, typer.Option(help="train.template: e5, bge, none, custom")] = None,
 ) -> None:
     """Fine-tune the bi-encoder: materialize ``trained_model`` (settings from --config/--set plus these flags)."""
+    _positive(epochs, "--epochs")
+    _positive(lr, "--lr")
+    _positive(temperature, "--temperature")
+    _choice(loss, ("mnrl", "cached_mnrl"), "--loss")
     flags = _train_overrides(
         epochs=epochs,
         max_steps=max_steps,
@@ -346,7 +612,6 @@ def eval_cmd(
 ) -> None:
     """Evaluate: materialize ``model_evaluation`` (fine-tuned vs zero-shot base vs BM25) and print the table."""
     import dagster as dg
-    from rich.markdown import Markdown
 
     from lexdpr_pipeline.orchestration import latest_metadata
 
@@ -358,10 +623,89 @@ def eval_cmd(
     if not meta:
         console.print("no evaluation yet: run `lex-dpr eval`")
         raise typer.Exit(1)
-    console.print(Markdown(str(meta.get("report", ""))))
+    _print_report(str(meta.get("report", "")))
     for name in ("eval_corpus_passages", "report_path", "per_query_ranks", "mlflow_run_url"):
         if meta.get(name) is not None:
             console.print(f"{name}: {meta[name]}")
+
+
+def _md_cells(line: str) -> list[str]:
+    """The cells of a markdown table row (``\\|`` is a literal bar)."""
+    import re
+
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def _fitted_tables(headers: list[str], rows: list[list[str]], width: int) -> list[Table]:
+    """The table as one or more rich tables no wider than ``width``: the key columns (group, system, queries: every
+    header without an ``@``) on each, the metric columns spread over them. Headers are never cut or wrapped."""
+    from rich import box
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(h), *(cell_len(r[i]) for r in rows if i < len(r))]) for i, h in enumerate(headers)]
+    keys = [i for i, h in enumerate(headers) if "@" not in h]
+    metrics = [i for i, h in enumerate(headers) if "@" in h]
+
+    def table_width(cols: list[int]) -> int:  # box.SIMPLE: 1 char between/around columns, padding 1 each side
+        return sum(widths[i] + 3 for i in cols) + 1
+
+    chunks: list[list[int]] = []
+    for i in metrics:
+        if chunks and table_width(keys + chunks[-1] + [i]) <= width:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    if len(chunks) > 1:  # as many tables as needed, the metrics spread evenly over them (3+3, not 4+2)
+        per, extra = divmod(len(metrics), len(chunks))
+        sizes = [per + (n < extra) for n in range(len(chunks))]
+        even = [metrics[sum(sizes[:n]) : sum(sizes[: n + 1])] for n in range(len(chunks))]
+        if all(table_width(keys + chunk) <= width for chunk in even):
+            chunks = even
+    tables = []
+    for chunk in chunks or [[]]:
+        cols = keys + chunk
+        table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+        for i in cols:
+            justify = "right" if i in metrics or headers[i] == "queries" else "left"
+            table.add_column(headers[i], no_wrap=True, min_width=widths[i], justify=justify)  # type: ignore[arg-type]
+        for row in rows:
+            table.add_row(*(row[i] if i < len(row) else "" for i in cols))
+        tables.append(table)
+    return tables
+
+
+def _print_report(markdown: str) -> None:
+    """A markdown report on the console: text through rich's Markdown, each table fitted to the terminal width
+    (split into several when needed; every header stays whole: ``lex-dpr eval --show`` in 80 columns)."""
+    from rich.markdown import Markdown
+
+    text: list[str] = []
+    lines = markdown.splitlines()
+    i = 0
+    while i <= len(lines):
+        line = lines[i] if i < len(lines) else None
+        if line is not None and line.lstrip().startswith("|"):
+            if text:
+                console.print(Markdown("\n".join(text)))
+                text = []
+            block = []
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                block.append(lines[i])
+                i += 1
+            rows = [_md_cells(b) for b in block if not set(b.replace("|", "").strip()) <= set("-: ")]
+            if rows:
+                for n, table in enumerate(_fitted_tables(rows[0], rows[1:], console.width)):
+                    if n:
+                        console.print()
+                    console.print(table)
+            continue
+        if line is None:
+            break
+        text.append(line)
+        i += 1
+    if any(t.strip() for t in text):
+        console.print(Markdown("\n".join(text)))
 
 
 @app.command("sweep")
@@ -408,12 +752,11 @@ def sweep_cmd(
     run_config = {"ops": {"hyperparameter_sweep": {"config": {k: v for k, v in config.items() if v is not None}}}}
     started = time.perf_counter()
     result = defs.resolve_job_def("sweep_job").execute_in_process(
-        instance=instance, run_config=run_config, tags={"lexdpr/trigger": "sweep"}, raise_on_error=False
+        instance=instance, run_config=_log_config(run_config), tags={"lexdpr/trigger": "sweep"}, raise_on_error=False
     )
-    elapsed = time.perf_counter() - started
-    console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f}s")
     if not result.success:
-        raise typer.Exit(1)
+        _run_failed(result)
+    console.print(f"run {result.run_id}: success in {time.perf_counter() - started:.1f}s")
     meta = latest_metadata(instance, SWEEP_KEY)
     console.print(Markdown(str(meta.get("summary", ""))))
     console.print(Markdown(str(meta.get("trials_table", ""))))
@@ -438,9 +781,16 @@ def _load_engine(settings: Settings):
     try:
         return load_engine(settings)
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]cannot load the search index:[/red] {exc}")
-        console.print("build it with `lex-dpr refresh --select '*faiss_index'` (see docs/DEPLOY.md)")
-        raise typer.Exit(1) from exc
+        if _debug():
+            sys.stderr.write(_scrub("".join(traceback.format_exception(exc))))
+        typer.echo(_one_line(f"cannot load the search index: {exc}"), err=True)
+        typer.echo(f"  config: {_config_description()}; data dir: {settings.data_dir}", err=True)
+        typer.echo(
+            "  build it with `lex-dpr refresh --select '*faiss_index'` (see docs/DEPLOY.md), or pick another run with "
+            "--config FILE, LEXDPR_CONFIG=FILE or LEXDPR_CONFIG=FILE in ./.env",
+            err=True,
+        )
+        raise typer.Exit(1) from None
 
 
 def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> str | None:
@@ -642,7 +992,7 @@ def embed_text_cmd(
 @app.command("api")
 def api_cmd(
     host: Annotated[str | None, typer.Option(help="Bind address (api.host, default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (api.port, default 8000).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (api.port, default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (api.workers).")] = None,
 ) -> None:
     """Serve the HTTP API (FastAPI + uvicorn): /health, /search, /embed/query, /embed/passage, /admin/reload,
@@ -653,6 +1003,7 @@ def api_cmd(
     import uvicorn
 
     from lexdpr_pipeline.api.app import OVERRIDES_ENV
+    from lexdpr_pipeline.api.server import uvicorn_options
 
     settings = _settings()  # fail here, not in a worker, on a bad configuration
     host = host or settings.api.host
@@ -668,8 +1019,8 @@ def api_cmd(
         host=host,
         port=port or settings.api.port,
         workers=workers or settings.api.workers,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.api.forwarded_allow_ips,
+        # X-Forwarded-For only from api.trusted_proxies (default: none); malformed HTTP answered in the error shape
+        **uvicorn_options(settings.api),
         # uvicorn kills a worker that misses a 5 s ping; loading Kiwi at startup can hold the GIL that long
         timeout_worker_healthcheck=settings.api.worker_healthcheck_s,
         access_log=False,  # the app logs each request itself (method, path, status, latency; no headers)

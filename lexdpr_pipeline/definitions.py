@@ -9,7 +9,7 @@ import dagster as dg
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.assets.corpus import CORPUS_ASSETS
 from lexdpr_pipeline.assets.evaluation import EVALUATION_ASSETS
-from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, SOURCE_ASSETS
+from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, INGEST_CHECKS, SOURCE_ASSETS
 from lexdpr_pipeline.assets.models import MODEL_ASSETS
 from lexdpr_pipeline.assets.search_index import SEARCH_INDEX_ASSETS, SEARCH_INDEX_CHECKS
 from lexdpr_pipeline.assets.sweeps import SWEEP_ASSETS, SWEEP_JOBS
@@ -55,7 +55,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *SEARCH_INDEX_ASSETS,
             *SWEEP_ASSETS,  # declared only: sweep_job reports it, '*' never runs a sweep
         ],
-        asset_checks=[*TRAINING_DATA_CHECKS, *SEARCH_INDEX_CHECKS],
+        asset_checks=[*INGEST_CHECKS, *TRAINING_DATA_CHECKS, *SEARCH_INDEX_CHECKS],
         executor=run_executor(settings.schedule.model_step_concurrency),
         jobs=[ingest_job, downstream_refresh_job, observe_sources_job, *SWEEP_JOBS],
         schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],

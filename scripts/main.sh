@@ -16,11 +16,12 @@ data_dir="$(.venv/bin/python -c 'from lexdpr_pipeline.settings import load_setti
 export DAGSTER_HOME="$data_dir/dagster_home"
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
-# The Dagster CLI (and `dagster dev`) read .env from the working directory and let it override the environment:
-# point it at this run's instance and configuration (other lines of .env, e.g. LAW_GO_KR_OC, are kept).
+# The Dagster CLI (and `dagster dev`) read .env from the working directory and let it override the environment;
+# `lex-dpr` reads the same two lines when the environment does not set them: point both at this run's instance and
+# configuration, so that later `lex-dpr search`/`api`/`eval --show` find it (other lines, e.g. LAW_GO_KR_OC, are kept).
 touch .env
 sed -i '/^DAGSTER_HOME=/d;/^LEXDPR_CONFIG=/d' .env
-printf 'DAGSTER_HOME=%s\nLEXDPR_CONFIG=%s\n' "$DAGSTER_HOME" "$LEXDPR_CONFIG" >> .env
+printf 'DAGSTER_HOME=%s\nLEXDPR_CONFIG=%s\n' "$DAGSTER_HOME" "$(realpath "$LEXDPR_CONFIG")" >> .env
 echo "config $LEXDPR_CONFIG, data in $data_dir"
 start=$(date +%s)
 # Observe the mirrors first (content fingerprints), so each materialization records the mirror version it read.
@@ -29,4 +30,7 @@ start=$(date +%s)
 echo "main job finished in $(( $(date +%s) - start ))s"
 .venv/bin/lex-dpr status
 .venv/bin/lex-dpr eval --show
-.venv/bin/lex-dpr search "타인의 물건을 손괴하여 손해를 입힌 경우 손해배상 책임" --top-k 5 --mode hybrid
+.venv/bin/lex-dpr search "불법행위로 타인의 물건을 손괴한 경우 손해배상 책임" --top-k 5 --mode hybrid
+# Where this run lives (config, data, Dagster instance, index, MLflow store) and the `mlflow ui` command for it;
+# from this directory `lex-dpr` finds the run by itself (.env), elsewhere pass --config "$LEXDPR_CONFIG".
+.venv/bin/lex-dpr info

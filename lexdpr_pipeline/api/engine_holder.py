@@ -7,7 +7,11 @@ is reported by :meth:`EngineHolder.status` (shown by ``GET /health``).
 
 A newer index is noticed by the content of the pointer file (``data/indexes/CURRENT.json``, written atomically by
 the ``faiss_index`` asset): :meth:`EngineHolder.check` reloads when its bytes differ from those of the last load
-attempt, so a broken pointer is tried once, not every few seconds, and a fixed one is picked up.
+attempt, so a broken pointer is tried once, not every few seconds, and a fixed one is picked up. A reload asked for
+while the pointer still names the index being served (:meth:`EngineHolder.reload` with ``if_changed``) loads nothing.
+
+``/health`` is open to anyone, so what it shows of a failed load (:func:`public_reason`) is a reason, never the
+exception's text (which often holds absolute file paths); the full error goes to the server log.
 """
 
 from __future__ import annotations
@@ -37,14 +41,37 @@ class Loaded:
     engine: Any
     versions: dict[str, Any]
     loaded_at: str
+    signature: str | None = None  # of the pointer file it was loaded from
 
 
 @dataclass(frozen=True)
 class ReloadResult:
     ok: bool
     reason: str
-    error: str | None = None
+    error: str | None = None  # public_reason(): safe to show to clients
     seconds: float = 0.0
+    reloaded: bool = True  # False: the pointer names the served index, nothing was loaded
+
+
+def public_reason(exc: BaseException, stage: str, *, published: bool = True) -> str:
+    """What a client may read about a failed load: a category and the exception's type, no message, no paths."""
+    if not published:
+        what = "no index has been published yet"
+    elif stage == "warm-up":
+        what = "the new engine failed its warm-up search"
+    elif isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        what = "a file of the published index is missing"
+    elif isinstance(exc, PermissionError):
+        what = "a file of the published index cannot be read"
+    elif isinstance(exc, UnicodeDecodeError | json.JSONDecodeError):
+        what = "the index pointer is not valid JSON"
+    elif isinstance(exc, ValueError | KeyError | TypeError):
+        what = "the published index is invalid"
+    elif isinstance(exc, MemoryError):
+        what = "not enough memory to load the index"
+    else:
+        what = "the index could not be loaded"
+    return f"{what} ({type(exc).__name__}; details in the server log)"
 
 
 class EngineHolder:
@@ -88,32 +115,43 @@ class EngineHolder:
         except FileNotFoundError:
             return None
 
-    def reload(self, reason: str = "admin") -> ReloadResult:
-        """Load a new engine now and swap it in; on failure keep the current one and record the error."""
+    def reload(self, reason: str = "admin", *, if_changed: bool = False) -> ReloadResult:
+        """Load a new engine now and swap it in; on failure keep the current one and record the error.
+
+        ``if_changed``: do nothing (``reloaded=False``) when the pointer file's bytes are those the served engine was
+        loaded from. Without a pointer file to compare, it loads.
+        """
         with self._load_lock:
             signature = self.pointer_signature()  # before loading: a change during the load triggers another
+            current = self._current
+            if if_changed and current is not None and signature is not None and signature == current.signature:
+                return ReloadResult(True, reason, None, 0.0, reloaded=False)
             started = time.perf_counter()
+            stage = "load"
             try:
                 engine = self._loader()
                 if self._warm_up is not None:
+                    stage = "warm-up"
                     self._warm_up(engine)
                 versions = _versions(engine)
             except Exception as exc:  # any loader failure must leave the served engine in place
                 seconds = time.perf_counter() - started
-                error = f"{type(exc).__name__}: {exc}"
+                published = self.pointer is None or Path(self.pointer).exists()
                 expected = isinstance(exc, FileNotFoundError | ValueError)  # no index yet, a bad pointer: no traceback
                 logger.error(
-                    "engine reload (%s) failed after %.1fs (%s); %s",
+                    "engine reload (%s) failed after %.1fs (%s: %s); %s",
                     reason,
                     seconds,
-                    error,
+                    type(exc).__name__,
+                    exc,
                     "keeping the current engine" if self._current is not None else "no engine is loaded",
                     exc_info=not expected,
                 )
-                result = ReloadResult(False, reason, error, seconds)
+                result = ReloadResult(False, reason, public_reason(exc, stage, published=published), seconds)
             else:
                 seconds = time.perf_counter() - started
-                self._current = Loaded(engine, versions, _now())  # one reference assignment: atomic for readers
+                # one reference assignment: atomic for readers
+                self._current = Loaded(engine, versions, _now(), signature)
                 self.loads += 1
                 logger.info(
                     "engine loaded (%s) in %.1fs: model %s, index %s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -40,6 +42,32 @@ def count_table(frame: pl.DataFrame, by: str) -> str:
     lines = [f"| {by} | rows |", "|---|---|"]
     lines += [f"| {_cell(k)} | {v} |" for k, v in counts.iter_rows()]
     return "\n".join(lines)
+
+
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+# ![alt](target) whose target is a plain relative path (no scheme such as http: or data:)
+_RELATIVE_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>(?![a-zA-Z][a-zA-Z0-9+.-]*:)[^)\s]+)\)")
+
+
+def image_markdown(name: str, path: Path) -> str:
+    """``![name](data:image/png;base64,…)``: an image that renders in Dagster's markdown metadata view, which
+    cannot follow a relative link to a file next to a report."""
+    mime = _IMAGE_TYPES.get(Path(path).suffix.lower(), "image/png")
+    return f"![{name}](data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode()})"
+
+
+def inline_images(markdown: str, base_dir: Path) -> str:
+    """``markdown`` with every relative image link (``![chart](chart.png)``, resolved against ``base_dir``, the
+    report's folder) replaced by the image itself as a data URI (:func:`image_markdown`), for Dagster metadata. The
+    report file on disk keeps its relative links; a link to a missing file or of an unknown type is left as it is."""
+
+    def embed(m: re.Match[str]) -> str:
+        path = Path(base_dir) / m["target"]
+        if path.suffix.lower() not in _IMAGE_TYPES or not path.is_file():
+            return m[0]
+        return image_markdown(m["alt"], path)
+
+    return _RELATIVE_IMAGE.sub(embed, markdown)
 
 
 def write_skips(skipped: list[Skipped], path: Path) -> dict[str, dg.MetadataValue]:

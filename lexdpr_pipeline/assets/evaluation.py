@@ -1,6 +1,5 @@
 """Group ``evaluation``: the fine-tuned model vs the zero-shot base model vs BM25, side by side, tracked in MLflow."""
 
-import base64
 import re
 import time
 from functools import partial
@@ -8,7 +7,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
-from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, table_output
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown, inline_images, table_output
 from lexdpr_pipeline.evaluation.report import headline_metrics
 from lexdpr_pipeline.evaluation.run import BASE, FINE_TUNED, EvalPlan, EvalRun, run_evaluation
 from lexdpr_pipeline.index.embeddings import CACHE_DIR, EmbeddingCache
@@ -113,11 +112,13 @@ def model_evaluation(
         **_headline_metadata(run),
     }
     if run.report is not None:
-        metadata["report"] = dg.MetadataValue.md(run.report.markdown)
+        # The file keeps a relative link to the PNG beside it; Dagster's markdown view needs the image inline.
+        metadata["report"] = dg.MetadataValue.md(inline_images(run.report.markdown, run.report.markdown_path.parent))
         metadata["report_path"] = dg.MetadataValue.path(str(run.report.markdown_path))
         if run.report.chart_path is not None:
-            png = base64.b64encode(run.report.chart_path.read_bytes()).decode()
-            metadata["chart"] = dg.MetadataValue.md(f"![nDCG and recall per query type](data:image/png;base64,{png})")
+            metadata["chart"] = dg.MetadataValue.md(
+                image_markdown("nDCG and recall per query type", run.report.chart_path)
+            )
     return table_output(
         run.table,
         started=started,

@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 
 from lexdpr_pipeline.assets.common import count_table, table_output, write_skips
+from lexdpr_pipeline.logging_setup import scrub_secrets
 from lexdpr_pipeline.resources import LawGoApi, LexDprProject
 from lexdpr_pipeline.sources.fingerprint import tree_fingerprint
 from lexdpr_pipeline.sources.lawgo.crawler import CrawlResult, crawl
@@ -32,6 +33,7 @@ SOURCES_GROUP = "sources"
 STATUTES_CODE_VERSION = "statutes-1"
 ADMIN_RULES_CODE_VERSION = "admin-rules-1"
 PRECEDENTS_CODE_VERSION = "precedents-1"
+MISSING_IDS_SHOWN = 50  # ids of missing documents listed in the metadata (the count is always complete)
 
 
 class IngestSource(Enum):
@@ -96,18 +98,33 @@ def _crawl(
         fmt=project.settings.ingest.fmt,  # type: ignore[arg-type]
         incremental=config.incremental,
         progress=True,
+        detail_parse_retries=project.settings.lawgo.detail_parse_retries,
+        incremental_overlap_days=project.settings.lawgo.incremental_overlap_days,
     )
     context.log.info(
         f"{target}: listed {result.listed}, fetched {result.fetched}, reused {result.reused}, "
-        f"quarantined {len(result.quarantined)}, not found {result.not_found}"
+        f"re-fetched {result.refetched}, quarantined {len(result.quarantined)}, not found {result.not_found}"
     )
     meta = {
         "api_listed": dg.MetadataValue.int(result.listed),
         "api_fetched": dg.MetadataValue.int(result.fetched),
         "api_reused": dg.MetadataValue.int(result.reused),
+        "api_refetched": dg.MetadataValue.int(result.refetched),
+        "api_since": dg.MetadataValue.text(result.since.isoformat() if result.since else "(all dates)"),
         "quarantined": dg.MetadataValue.int(len(result.quarantined)),
         "not_found": dg.MetadataValue.int(result.not_found),
+        "wanted": dg.MetadataValue.int(result.wanted),
+        "missing": dg.MetadataValue.int(len(result.missing)),
+        "missing_share": dg.MetadataValue.float(round(result.missing_share, 6)),
+        "missing_ids": dg.MetadataValue.json(result.missing[:MISSING_IDS_SHOWN]),
     }
+    if result.missing:
+        context.log.warning(
+            f"{target}: {len(result.missing)} of {result.wanted} documents still missing after "
+            f"{project.settings.lawgo.detail_parse_retries} re-fetches each ({result.missing_share:.1%}; quarantined "
+            f"under {project.raw_lawgo / target / 'quarantine'}, retried on the next run): "
+            + ", ".join(result.missing[:MISSING_IDS_SHOWN])
+        )
     return result, meta
 
 
@@ -130,7 +147,10 @@ def _ingest(
     skipped: list[Skipped]
     if source == "api":
         crawled, crawl_meta = _crawl(context, target, config, project, lawgo)
-        records, skipped = crawled.records, [*crawled.quarantined, *crawled.skipped]
+        # Scrubbed again here: these reasons reach a Parquet report and Dagster's run history.
+        skipped = [Skipped(scrub_secrets(s.ref), scrub_secrets(s.reason)) for s in crawled.quarantined]
+        skipped += [Skipped(scrub_secrets(s.ref), scrub_secrets(s.reason)) for s in crawled.skipped]
+        records = crawled.records
         meta.update(crawl_meta)
     elif read_mirror is None:
         context.log.warning(f"no mirror reader for {target}: the mirrors hold no {target} records; use source=api")
@@ -142,7 +162,10 @@ def _ingest(
             "holding legalize-kr/ and precedent-kr/, or use source=api"
         )
     else:
-        read: ReadResult = read_mirror(mirror_root, max_files=_max_items(config, project), progress=True)
+        include = project.settings.ingest.mirror_include  # a demo slice chosen by name (configs/demo.yaml)
+        read: ReadResult = read_mirror(
+            mirror_root, max_files=_max_items(config, project), include=include, progress=True
+        )
         records, skipped = read.records, read.skipped
         meta["mirror_root"] = dg.MetadataValue.path(str(mirror_root))
     frame = to_frame(records, cls)
@@ -228,5 +251,47 @@ def raw_precedents(
     )
 
 
+def _completeness_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    name = asset.key.path[-1]
+
+    @dg.asset_check(
+        asset=asset,
+        name=f"{name}_completeness",
+        blocking=False,
+        description="source=api: the share of documents the crawl wanted but still lacks after its re-fetches "
+        "(quarantined bodies) is at most ingest.max_missing_share. source=mirror: passes (nothing is fetched).",
+    )
+    def check(context: dg.AssetCheckExecutionContext, project: LexDprProject) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(asset.key)
+        materialization = event.asset_materialization if event is not None else None
+        meta = {k: getattr(v, "value", v) for k, v in (materialization.metadata if materialization else {}).items()}
+        limit = project.settings.ingest.max_missing_share
+        if meta.get("source") != "api":
+            return dg.AssetCheckResult(
+                passed=True,
+                description=f"source={meta.get('source', 'unknown')}: no API crawl, nothing can be missing",
+                metadata={"note": "completeness is checked for source=api only"},
+            )
+        missing, wanted = int(meta.get("missing", 0)), int(meta.get("wanted", 0))
+        share = missing / wanted if wanted else 0.0
+        return dg.AssetCheckResult(
+            passed=share <= limit,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=scrub_secrets(
+                f"{missing} of {wanted} wanted documents missing ({share:.2%}; limit {limit:.2%})"
+                + (f": {', '.join(map(str, meta.get('missing_ids') or []))}" if missing else "")
+            ),
+            metadata={
+                "missing": dg.MetadataValue.int(missing),
+                "wanted": dg.MetadataValue.int(wanted),
+                "missing_share": dg.MetadataValue.float(round(share, 6)),
+                "max_missing_share": dg.MetadataValue.float(limit),
+            },
+        )
+
+    return check
+
+
 INGEST_ASSETS = [raw_statutes, raw_admin_rules, raw_precedents]
+INGEST_CHECKS = [_completeness_check(asset) for asset in INGEST_ASSETS]
 SOURCE_ASSETS = [legalize_kr_mirror, precedent_kr_mirror]

@@ -8,15 +8,13 @@ parameters, the trials table and the plots on that asset's page. Launch it from 
 ``lex-dpr sweep --config configs/sweep.yaml``.
 """
 
-import base64
 import hashlib
 from enum import Enum
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.settings import with_overrides
 from lexdpr_pipeline.storage import frame_content_hash, sha256_file
@@ -56,10 +54,6 @@ hyperparameter_sweep = dg.AssetSpec(
     "plots, MLflow parent run, and data/sweeps/<name>/best.yaml for `lex-dpr --config … train`. Reads "
     "dataset_splits, merged_corpus and base_model; scored on the valid split only.",
 )
-
-
-def _png_md(name: str, path: Path) -> str:
-    return f"![{name}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
 
 
 #: What a sweep reads; loaded with the project's IO manager, as an asset's inputs would be.
@@ -107,7 +101,7 @@ def hyperparameter_sweep_op(context: dg.OpExecutionContext, config: SweepRunConf
     digest = hashlib.sha256(frame_content_hash(result.trials).encode())
     if result.best_config is not None:
         digest.update(sha256_file(result.best_config).encode())
-    plots = "\n\n".join(_png_md(name, path) for name, path in result.plots.items())
+    plots = "\n\n".join(image_markdown(name, path) for name, path in result.plots.items())
     metadata = {
         "summary": dg.MetadataValue.md(result.summary_markdown()),
         "best_value": dg.MetadataValue.float(float("nan") if result.best_value is None else result.best_value),

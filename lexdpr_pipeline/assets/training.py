@@ -1,6 +1,5 @@
 """Group ``models``: the fine-tuned bi-encoder (``trained_model``), tracked in MLflow."""
 
-import base64
 import hashlib
 import json
 import time
@@ -9,7 +8,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
-from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown
 from lexdpr_pipeline.evaluation.validation import validate_dense
 from lexdpr_pipeline.models.report import plot_training_history
 from lexdpr_pipeline.models.training import (
@@ -62,10 +61,6 @@ def model_key(base_hash: str, pairs_version: str, corpus_version: str, cfg: Trai
     args = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_IN_KEY}
     payload = json.dumps([base_hash, pairs_version, corpus_version, args], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _png_md(name: str, path) -> str:
-    return f"![{name}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
 
 
 @dg.asset(
@@ -159,14 +154,15 @@ def trained_model(
                 },
             )
             result_metrics, train_metrics = result.metrics, result.train_metrics
-            log_metrics(result_metrics, prefix="final_valid.")
-            log_metrics({k: v for k, v in train_metrics.items() if isinstance(v, int | float)})
+            # At the last step: a metric logged without a step lands at step 0 and its chart jumps back. The
+            # trainer's own end-of-training metrics (epoch, train_runtime, …) already came through the callback.
+            log_metrics(result_metrics, prefix="final_valid.", step=result.global_step)
             plot = plot_training_history(result.history, project.reports / "training" / f"{key[:20]}.png")
             if plot is not None:
                 import mlflow
 
                 mlflow.log_artifact(str(plot), artifact_path="plots")
-                metadata["training_curve"] = dg.MetadataValue.md(_png_md("training curve", plot))
+                metadata["training_curve"] = dg.MetadataValue.md(image_markdown("training curve", plot))
             mlflow_model = log_artifact_or_path(
                 model_dir, max_mb=settings.tracking.model_artifact_max_mb, artifact_path="model"
             )

@@ -1,6 +1,5 @@
 """Group ``training_data``: citations, query→passage pairs with BM25 hard negatives, splits, checks, report."""
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -10,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from lexdpr_pipeline.assets.common import count_table, table_output
+from lexdpr_pipeline.assets.common import count_table, image_markdown, inline_images, table_output
 from lexdpr_pipeline.assets.corpus import counter_for
 from lexdpr_pipeline.citations.table import citation_table
 from lexdpr_pipeline.models.biencoder import BiEncoder
@@ -188,17 +187,14 @@ def dataset_splits(
         project.settings,
         token_counter_name(project.settings.text.tokenizer, model_path),
     )
-    images = "\n\n".join(
-        f"![{name}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
-        for name, path in report.images.items()
-    )
+    images = "\n\n".join(image_markdown(name, path) for name, path in report.images.items())
     return table_output(
         splits,
         started=started,
         preview_columns=["query_id", "query_type", "split", "query_text"],
         metadata={
             **{f"{k}_queries": dg.MetadataValue.int(v) for k, v in split_sizes(splits).items()},
-            "report": dg.MetadataValue.md(report.markdown),
+            "report": dg.MetadataValue.md(inline_images(report.markdown, report.markdown_path.parent)),
             "report_path": dg.MetadataValue.path(str(report.markdown_path)),
             "plots": dg.MetadataValue.md(images),
             "summary": dg.MetadataValue.json(report.summary),

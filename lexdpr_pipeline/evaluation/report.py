@@ -123,7 +123,8 @@ def write_report(
     title: str = "Retrieval evaluation",
 ) -> EvalReport:
     """Write ``evaluation_report.md`` (``notes`` as a key/value list on top, then :func:`markdown_tables`) and
-    the bar chart into ``out_dir``."""
+    the bar chart into ``out_dir``. The file links the chart by its relative name; for Dagster metadata the asset
+    inlines it (``assets.common.inline_images``)."""
     out_dir = Path(out_dir)
     chart = bar_chart(table, out_dir / CHART_FILE)
     md = [f"# {title}", ""]

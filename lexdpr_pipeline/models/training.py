@@ -471,14 +471,27 @@ def read_training_metadata(model_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def _unmeasured(name: str, value: float) -> bool:
+    """A runtime counter the trainer reports as 0 because it measured nothing: ``eval_samples_per_second`` /
+    ``eval_steps_per_second`` of an evaluator-only validation (no eval dataset, so 0 samples), ``total_flos`` of a
+    sentence-transformers model. Logging those zeros would chart a throughput that never happened."""
+    return value == 0 and (name.endswith("_per_second") or name == "total_flos")
+
+
 def metrics_callback(log: Callable[[dict[str, float], int], None]) -> Any:
-    """A trainer callback handing every numeric log entry (loss, learning rate, validation) to ``log(metrics, step)``
-    — the asset points it at MLflow, so per-step loss lands in the tracking run."""
+    """A trainer callback handing every numeric log entry (loss, learning rate, validation, and at the end the
+    trainer's train_runtime / train_samples_per_second / train_loss) to ``log(metrics, step)`` at the global step —
+    the asset points it at MLflow, so per-step loss lands in the tracking run. Counters that measured nothing
+    (:func:`_unmeasured`) are left out."""
     from transformers import TrainerCallback
 
     class _Callback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
-            numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            numeric = {
+                k: float(v)
+                for k, v in (logs or {}).items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and not _unmeasured(k, float(v))
+            }
             if numeric:
                 log(numeric, state.global_step)
 

@@ -6,70 +6,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from lexdpr_pipeline.api.app import create_app
-from lexdpr_pipeline.settings import Settings
 from lexdpr_pipeline_tests.api.fakes import DIM, FakeEngine
-
-API_KEY = "s3cret-key-for-tests"
-
-
-def make_settings(tmp_path: Path, **api: object) -> Settings:
-    base = {"rate_limit_per_minute": None, "reload_check_s": 0, "max_texts": 4, "max_chars": 50, "max_top_k": 20}
-    return Settings.model_validate({"paths": {"data_dir": str(tmp_path / "data")}, "api": {**base, **api}})
-
-
-class Loader:
-    """Returns the engines it is given, in turn (the last one again when they run out); raises when told to."""
-
-    def __init__(self, *engines: FakeEngine) -> None:
-        self.engines = list(engines)
-        self.calls = 0
-        self.error: Exception | None = None
-
-    def __call__(self) -> FakeEngine:
-        self.calls += 1
-        if self.error is not None:
-            raise self.error
-        return self.engines.pop(0) if len(self.engines) > 1 else self.engines[0]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    opened: list[TestClient] = []
-
-    def make(loader: Callable | None = None, clock: Callable[[], float] = time.monotonic, **api: object) -> TestClient:
-        app = create_app(make_settings(tmp_path, **api), loader or Loader(FakeEngine()), clock=clock)
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()  # runs the lifespan: the engine is loaded here
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
-
-
-def error_code(response) -> str:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["message"], body
-    return body["error"]["code"]
-
+from lexdpr_pipeline_tests.api.helpers import API_KEY, FakeClock, Loader, error_code
 
 # endpoints ---------------------------------------------------------------------------------------------------------
 
@@ -125,11 +68,15 @@ def test_search_defaults(make_client) -> None:
 
 
 def test_openapi_and_docs_served(make_client) -> None:
-    client = make_client()
+    client = make_client(api_key=API_KEY)
     spec = client.get("/openapi.json").json()
     assert {"/health", "/search", "/embed/query", "/embed/passage", "/admin/reload"} <= set(spec["paths"])
     assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
     assert client.get("/docs").status_code == 200
+    # without a key the schema does not claim one is needed (nor a 401)
+    open_spec = make_client().get("/openapi.json").json()
+    assert "securitySchemes" not in open_spec.get("components", {})
+    assert "401" not in open_spec["paths"]["/search"]["post"]["responses"]
 
 
 # bad input ---------------------------------------------------------------------------------------------------------
@@ -153,9 +100,18 @@ def test_openapi_and_docs_served(make_client) -> None:
         ("/search", {"top_k": 3}, "invalid_request"),
         ("/search", {"query": "x", "filters": {"sources": ["blog"]}}, "invalid_request"),
         ("/search", {"query": "x", "filters": {"date_from": "2020-13-01"}}, "invalid_request"),
-        ("/search", {"query": "x", "filters": {"date_from": "2021-01-01", "date_to": "2020-01-01"}}, "invalid_request"),
+        ("/search", {"query": "x", "filters": {"date_from": 0}}, "invalid_request"),  # not a Unix timestamp
+        ("/search", {"query": "x", "filters": {"date_from": "2020-01-01T00:00:00"}}, "invalid_request"),
+        ("/search", {"query": "x", "filters": {"courts": "대법원"}}, "invalid_request"),
+        ("/search", {"query": "x", "threshold": "0.5"}, "invalid_request"),
+        ("/search", {"query": "x", "threshold": True}, "invalid_request"),
+        ("/search", {"query": "x", "mode": None, "top_k": None}, "invalid_request"),
+        ("/search", {"query": "\u3000\t"}, "invalid_request"),
         ("/search", {"query": "x", "filters": "law"}, "invalid_request"),
         ("/search", {"query": "x", "top_k": 21}, "top_k_too_large"),
+        ("/search", {"query": "가" * 51}, "text_too_long"),
+        ("/embed/query", {"texts": ["a"] * 5}, "too_many_texts"),
+        ("/embed/passage", {"texts": ["ok", "가" * 51]}, "text_too_long"),
         ("/search", b'{"query": "x", "threshold": NaN}', "invalid_request"),
         ("/embed/query", {"texts": "one text"}, "invalid_request"),
         ("/embed/query", {"texts": [1, 2]}, "invalid_request"),
@@ -171,8 +127,19 @@ def test_invalid_requests_are_422(make_client, path: str, body: object, code: st
         response = client.post(path, json=body)
     assert response.status_code == 422, response.text
     assert error_code(response) == code
-    if code == "invalid_request" and body:
+    if code != "invalid_json" and body:
         assert response.json()["error"]["details"]
+
+
+def test_an_empty_date_range_finds_nothing(make_client) -> None:
+    engine = FakeEngine()
+    client = make_client(Loader(engine))
+    engine.calls.clear()
+    response = client.post(
+        "/search", json={"query": "x", "filters": {"date_from": "2021-01-01", "date_to": "2020-01-01"}}
+    )
+    assert response.status_code == 200 and response.json()["results"] == []
+    assert engine.calls == []  # nothing to ask the engine
 
 
 def test_validation_errors_do_not_echo_input(make_client) -> None:
@@ -182,17 +149,14 @@ def test_validation_errors_do_not_echo_input(make_client) -> None:
     assert "ECHO-ME" not in response.text and "123456789" not in response.text
 
 
-def test_limits_are_413(make_client) -> None:
-    client = make_client()  # max_texts=4, max_chars=50
-    too_many = client.post("/embed/query", json={"texts": ["a"] * 5})
-    assert too_many.status_code == 413 and error_code(too_many) == "too_many_texts"
+def test_limits(make_client) -> None:
+    client = make_client()  # max_texts=4, max_chars=50, max_top_k=20: declared in the schema, so a 422
     too_long = client.post("/embed/passage", json={"texts": ["ok", "가" * 51]})
-    assert too_long.status_code == 413 and error_code(too_long) == "text_too_long"
-    assert "text 1" in too_long.json()["error"]["message"]
-    long_query = client.post("/search", json={"query": "가" * 51})
-    assert long_query.status_code == 413 and error_code(long_query) == "text_too_long"
+    assert too_long.status_code == 422 and error_code(too_long) == "text_too_long"
+    assert "texts.1" in too_long.json()["error"]["message"]  # names the text
     at_limit = client.post("/embed/query", json={"texts": ["가" * 50] * 4})
     assert at_limit.status_code == 200
+    assert client.post("/search", json={"query": "가" * 50, "top_k": 20}).status_code == 200
     huge = client.post("/search", content=b"x", headers={"Content-Length": str(10**9)})
     assert huge.status_code == 413 and error_code(huge) == "body_too_large"
 
@@ -319,7 +283,7 @@ def test_failed_reload_keeps_old_engine(make_client, tmp_path: Path) -> None:
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "degraded" and body["index_version"] == "index-v1"
-    assert "faiss index missing" in body["last_reload"]["error"]
+    assert body["last_reload"]["error"].startswith("a file of the published index is missing (FileNotFoundError")
     assert client.post("/search", json={"query": "x"}).json()["index_version"] == "index-v1"
     failed = client.post("/admin/reload")
     assert failed.status_code == 500 and error_code(failed) == "reload_failed"

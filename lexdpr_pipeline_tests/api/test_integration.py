@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lexdpr_pipeline.api.app import create_app
+from lexdpr_pipeline.api.server import uvicorn_options
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline_tests.api.servers import running_server
 from lexdpr_pipeline_tests.api.tiny_index import build_tiny_index
 
 
@@ -110,30 +109,42 @@ def test_hot_swap_to_a_newly_published_index(tmp_path: Path, tiny_model_dir: Pat
         assert holder.check().ok is False
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["index_version"] == "index-v2"
-        assert "faiss" in health["last_reload"]["error"].lower()
+        assert health["last_reload"]["error"].startswith("a file of the published index is missing")
+        assert str(tmp_path) not in json.dumps(health)  # the open /health shows no paths
         assert client.post("/search", json={"query": "손해배상"}).status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/search", '{"query": "불법행위\\ud800", "mode": "dense"}'),
+        ("/search", '{"query": "불법행위\\ud800", "mode": "hybrid"}'),
+        ("/search", '{"query": "불법행위\\ud800", "mode": "bm25"}'),
+        ("/search", '{"query": "손해배상", "mode": "bm25", "filters": {"courts": ["대법원\\udc00"]}}'),
+        ("/embed/query", '{"texts": ["\\ud800"]}'),
+        ("/embed/passage", '{"texts": ["민법", "\\ud800"]}'),
+    ],
+)
+def test_lone_surrogates_never_reach_the_real_engine(client: TestClient, path: str, raw: str) -> None:
+    """These gave a 500 (the tokenizer's traceback) or a 422 with a raw codec error before."""
+    response = client.post(path, content=raw.encode("utf-8"), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "text must be valid Unicode: lone surrogate" in error["message"]
+    assert "codec" not in error["message"]
+
+
+def test_admin_reload_of_the_same_index_is_a_no_op(client: TestClient) -> None:
+    holder = client.app.state.holder
+    loads = holder.loads
+    body = client.post("/admin/reload").json()
+    assert body["reloaded"] is False and body["reason"] == "unchanged" and body["seconds"] == 0
+    assert holder.loads == loads and body["health"]["index_version"] == "index-v1"
 
 
 def test_real_uvicorn_server(data_dir: Path) -> None:
-    import uvicorn
-
-    port = _free_port()
-    app = create_app(settings_for(data_dir, api_key=None))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
+    settings = settings_for(data_dir, api_key=None)
+    with running_server(create_app(settings), **uvicorn_options(settings.api)) as base:
         health = httpx.get(f"{base}/health", timeout=30)
         assert health.status_code == 200 and health.json()["index_version"] == "index-v1"
         found = httpx.post(f"{base}/search", json={"query": "보통재판적 관할", "mode": "bm25"}, timeout=30)
@@ -142,7 +153,3 @@ def test_real_uvicorn_server(data_dir: Path) -> None:
         assert found.headers["X-Request-ID"]
         bad = httpx.post(f"{base}/search", content=b"{oops", headers={"Content-Type": "application/json"}, timeout=30)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_json"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-    assert not thread.is_alive()

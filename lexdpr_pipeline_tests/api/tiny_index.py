@@ -106,3 +106,47 @@ def build_tiny_index(root: Path, model_dir: Path, version: str = "v1", *, faiss_
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     return atomic_write_text(root / "indexes" / "CURRENT.json", json.dumps(pointer, ensure_ascii=False, indent=2))
+
+
+def build_tiny_model(root: Path) -> Path:
+    """A tiny random-init BERT sentence-transformers model (the conftest ``tiny_model_dir`` recipe, its WordPiece
+    vocabulary trained on the tiny corpus itself) for scripts that run without pytest; returns its folder."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
+    from tokenizers import models as tok_models
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(tok_models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        [p[4] for p in PASSAGES] * 4, trainers.WordPieceTrainer(vocab_size=500, special_tokens=specials)
+    )
+    (root / "tokenizer").mkdir(parents=True, exist_ok=True)
+    tok.save(str(root / "tokenizer" / "tokenizer.json"))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(root / "tokenizer" / "tokenizer.json"),
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(root / "hf")
+    tokenizer.save_pretrained(root / "hf")
+    transformer = models.Transformer(str(root / "hf"), max_seq_length=128)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+    model.save(str(root / "model"))
+    return root / "model"

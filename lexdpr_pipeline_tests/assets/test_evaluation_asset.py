@@ -5,6 +5,7 @@ manifest); ``base_model`` and ``bm25_index`` are the real assets."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -88,6 +89,11 @@ def test_evaluation_asset_end_to_end(materialized) -> None:
     assert "test_ndcg@10_base_zero-shot" in meta and "valid_recall@100_bm25" in meta
     assert "data:image/png;base64," in meta["chart"].value
     assert "| system | queries | ndcg@10" in meta["report"].value
+    # Dagster's markdown view cannot follow a link to the PNG beside the report: the chart is inline there …
+    assert "![nDCG and recall per query type](data:image/png;base64," in meta["report"].value
+    assert not re.search(r"!\[[^]]*\]\((?!data:)", meta["report"].value)  # no image link but data: URIs
+    # … while the report file keeps its relative link next to the PNG.
+    assert f"]({CHART_FILE})" in (out / REPORT_FILE).read_text(encoding="utf-8")
 
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("lexdpr")

@@ -130,3 +130,39 @@ def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, t
     assert "test.fine-tuned.ndcg_at_10" in evaluation.data.metrics
     assert "test.bm25.recall_at_10" in evaluation.data.metrics
     assert evaluation.data.params["ks"] == "[1, 10]"
+
+
+def test_mlflow_metrics_keep_their_steps_and_the_run_links_to_dagster(tiny_model_dir: Path, tmp_path: Path):
+    """Issue 11 item 16: ``epoch`` never jumps back to step 0 at the end, no throughput of 0 is logged, and with
+    ``LEXDPR_DAGSTER_UI`` (here its setting) the MLflow run links to the Dagster run."""
+    assets = [*upstream(tiny_model_dir), trained_model]
+    config = {"ops": {"trained_model": {"config": {"test_run": True}}}}
+    res = resources(tmp_path, "tracking.dagster_ui=http://127.0.0.1:3000/")
+    result = dg.materialize(assets, resources=res, run_config=config)
+    assert result.success
+    manifest = result.output_for_node("trained_model")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(manifest["mlflow_run_id"])
+    steps = result.asset_materializations_for_node("trained_model")[0].metadata["global_step"].value
+    assert steps == 3
+
+    def history(name: str) -> list[tuple[int, float]]:
+        points = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.timestamp)
+        return [(m.step, m.value) for m in points]
+
+    epochs = history("epoch")
+    assert len(epochs) >= 3 and epochs[-1][0] == steps  # the last point is at the last step, not at step 0
+    assert [s for s, _ in epochs] == sorted(s for s, _ in epochs) and min(s for s, _ in epochs) >= 1
+    assert [v for _, v in epochs] == sorted(v for _, v in epochs)
+    assert history("final_valid.ndcg_at_10")[0][0] == steps
+    assert history("train_runtime") == [(steps, pytest.approx(history("train_runtime")[0][1]))]  # logged once
+    assert "eval_valid_ndcg_at_10" in run.data.metrics  # the in-training validation is there …
+    per_second = [name for name in run.data.metrics if name.endswith("_per_second")]
+    assert "train_samples_per_second" in per_second
+    for name in per_second:  # … but not a throughput of 0 for it (it has no eval dataset, so nothing was counted)
+        assert all(value > 0 for _, value in history(name)), name
+
+    url = f"http://127.0.0.1:3000/runs/{result.run_id}"
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert run.data.tags["dagster_run_url"] == url
+    assert f"[{result.run_id}]({url})" in run.data.tags["mlflow.note.content"]

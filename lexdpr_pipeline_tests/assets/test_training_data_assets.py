@@ -179,3 +179,14 @@ def test_analyze_pairs_cli_reads_the_materialized_tables(
     ]
     missing = CliRunner().invoke(app, ["--set", f"paths.data_dir={tmp_path / 'empty'}", "analyze-pairs"])
     assert missing.exit_code == 1 and "gen-data" in missing.output
+
+
+def test_pairs_report_metadata_shows_its_images_inline(built) -> None:
+    """Dagster's markdown view cannot follow the report's relative links to its PNGs: they are inlined there."""
+    result, data = built
+    mat = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["dataset_splits"])
+    shown = mat.materialization.metadata["report"].value
+    on_disk = (data / "reports" / "training_data" / "pairs_report.md").read_text(encoding="utf-8")
+    n_images = on_disk.count("![")
+    assert n_images >= 4 and shown.count("](data:image/png;base64,") == n_images
+    assert "](query_types.png)" in on_disk and "](query_types.png)" not in shown

@@ -17,6 +17,7 @@ from lexdpr_pipeline.models.losses import RELEVANT_CAP, MaskedMNRL, duplicate_ma
 from lexdpr_pipeline.models.training import (
     TRAINING_FILE,
     duplicate_report,
+    metrics_callback,
     read_training_metadata,
     train_biencoder,
     training_rows,
@@ -231,3 +232,26 @@ def test_lora_adapter_is_relocatable_and_merge_matches(data, tiny_model_dir: Pat
     meta = read_training_metadata(merged.model_dir)
     assert meta["lora"]["merged"] is True and (merged.model_dir / TRAINING_FILE).exists()
     np.testing.assert_allclose(BiEncoder.load(merged.model_dir).encode_passages(probe), adapted, atol=1e-4)
+
+
+def test_metrics_callback_logs_every_point_at_its_step_and_no_unmeasured_zero(
+    data, tiny_model_dir: Path, tmp_path: Path
+):
+    """What the asset sends to MLflow: per-step loss, validation and the end-of-training metrics, each at the global
+    step (``epoch`` never goes back), without the 0 throughput of an evaluator-only validation."""
+    splits, corpus = data
+    cfg = _cfg(max_steps=3, eval_steps=3)
+    rows, stats = training_rows(splits, corpus, cfg)
+    validate, _ = _validate_counter([0.3])
+    logged: list[tuple[int, dict[str, float]]] = []
+    callback = metrics_callback(lambda metrics, step: logged.append((step, metrics)))
+    result = train_biencoder(tiny_model_dir, rows, stats, cfg, tmp_path, validate=validate, callbacks=[callback])
+    steps = [step for step, _ in logged]
+    assert steps == sorted(steps) and steps[0] >= 1 and steps[-1] == result.global_step == 3
+    epochs = [m["epoch"] for _, m in logged if "epoch" in m]
+    assert epochs == sorted(epochs) and len(epochs) >= 3
+    names = {name for _, m in logged for name in m}
+    assert {"loss", "eval_valid_ndcg@10", "eval_runtime", "train_samples_per_second", "train_runtime"} <= names
+    assert "eval_samples_per_second" not in names  # the trainer reports 0 for it: no eval dataset was counted
+    assert all(v > 0 for _, m in logged for k, v in m.items() if k.endswith("_per_second"))
+    assert result.train_metrics["train_runtime"] == next(m["train_runtime"] for _, m in logged if "train_runtime" in m)

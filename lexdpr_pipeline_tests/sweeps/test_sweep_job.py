@@ -51,7 +51,11 @@ def test_sweep_job_records_the_summary_on_the_sweep_asset(tiny_model_dir: Path, 
         assert event is not None and event.run_id == result.run_id
         mat = event.asset_materialization
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        assert meta["trials"]["COMPLETE"] == 2 and meta["ran_this_run"] == [0, 1]
+        # Trial 0 (the default configuration) always completes; whether the median pruner stops trial 1 depends on
+        # scores of a 3-step random model, so the assertion holds whatever it decides (both trials ran and ended).
+        states = meta["trials"]
+        assert meta["ran_this_run"] == [0, 1] and states.get("COMPLETE", 0) >= 1
+        assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 2 == sum(states.values())
         assert meta["strategy"] == "tpe" and meta["objective"] == "valid.ndcg@10 (maximize)"
         assert set(meta["best_params"]) == {"train.learning_rate", "train.temperature"}
         assert "| trial | state | ndcg@10 |" in meta["trials_table"]

@@ -6,13 +6,14 @@
 - ``rate_limit_per_s`` spaces request starts at least ``1 / rate_limit_per_s`` seconds apart (0 = off).
 - The ``OC`` key never leaves this object: URLs are logged and stored without it (:func:`strip_oc`), exception
   texts from ``requests`` are scrubbed and not chained, ``repr`` masks it, and a redacting filter sits on the
-  ``urllib3`` logger, which would otherwise log every request line with its query string at DEBUG.
+  ``urllib3`` logger, which would otherwise log every request line with its query string at DEBUG. The key is
+  registered with :func:`~lexdpr_pipeline.logging_setup.register_secret`, so every :class:`LawGoError` message and
+  every record of our loggers is scrubbed of it, whatever a server echoes back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from lexdpr_pipeline.logging_setup import SecretRedactingFilter
+from lexdpr_pipeline.logging_setup import redacting_logger, register_secret, scrub_secrets
 from lexdpr_pipeline.sources.lawgo.errors import (
     LawGoAuthError,
     LawGoError,
@@ -34,15 +35,14 @@ from lexdpr_pipeline.sources.lawgo.normalize import redact_oc_bytes, strip_oc
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_USER_AGENT", "LawGoClient", "RawResponse", "strip_oc"]
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 DEFAULT_BASE_URL = "https://www.law.go.kr/DRF"
 DEFAULT_USER_AGENT = "LexDPR/0.1 (+legal retrieval research; contact via OC owner)"
 
 # urllib3 logs '"GET /DRF/lawService.do?OC=…&… HTTP/1.1" 200' at DEBUG; mask the key there too.
-_TRANSPORT_FILTER = SecretRedactingFilter()
 for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
-    logging.getLogger(_name).addFilter(_TRANSPORT_FILTER)
+    redacting_logger(_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +95,7 @@ class LawGoClient:
         self._clock = clock
         self._jitter = jitter
         self._next_start = 0.0
-        if self._oc not in _TRANSPORT_FILTER.secrets:
-            _TRANSPORT_FILTER.secrets.append(self._oc)
+        register_secret(self._oc)
 
     def __repr__(self) -> str:
         return (
@@ -132,7 +131,15 @@ class LawGoClient:
         return redact_oc_bytes(data, self._oc)
 
     def scrub_text(self, text: str) -> str:
-        return strip_oc(text).replace(self._oc, "***")
+        """``text`` without the key in any form (:func:`~lexdpr_pipeline.logging_setup.scrub_secrets`)."""
+        return scrub_secrets(strip_oc(text), [self._oc])
+
+    def pause(self, attempt: int, retry_after: float | None = None) -> float:
+        """Sleep the backoff of retry number ``attempt`` (0-based; full jitter, capped) and return it. Callers that
+        retry for their own reasons (a body that does not parse) use it to wait like the client's own retries."""
+        delay = self._backoff(attempt, retry_after)
+        self._sleep(delay)
+        return delay
 
     # --- internals ------------------------------------------------------------------------------------------------
 

@@ -4,20 +4,26 @@ Layout under ``raw_dir/{target}/``::
 
     bodies/{key}.xml|json         the response body, verbatim (only an echoed OC=… parameter is removed)
     bodies/{key}.meta.json        url and params without OC, status, content type, fetched_at, sha256, listing row
-    quarantine/{key}.xml|json     bodies that failed to parse, with {key}.reason.json
+    quarantine/{key}.xml|json     bodies that failed to parse (after bounded re-fetches), with {key}.reason.json
+    quarantine/listing-page-{n}.* a listing page that failed to parse after the retries (the crawl then fails)
     state.json                    last complete crawl (drives incremental refreshes)
 
 ``key`` is the version id the listing gives: 법령일련번호 (MST) for ``law``, 행정규칙일련번호 for ``admrul`` and
 판례일련번호 for ``prec``. A body is written (atomically) only after its sidecar, so a body on disk is always
 complete; a rerun after a kill fetches only the keys without one. Records are always rebuilt from *every* body on
 disk for the target, so an interrupted-then-resumed crawl yields exactly the records of an uninterrupted one.
+
+A body that does not parse is usually a truncated transfer: a listing page is fetched again like a transient error
+(the client's ``max_retries`` and backoff) and, if it never parses, quarantined and the crawl fails naming the file; a
+detail body is fetched again ``detail_parse_retries`` times, then quarantined and reported in
+:attr:`CrawlResult.missing` (retried on the next run). Every reason and log line passes through
+:func:`~lexdpr_pipeline.logging_setup.scrub_secrets`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -27,21 +33,32 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from lexdpr_pipeline.logging_setup import redacting_logger, scrub_secrets, scrub_secrets_bytes
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient, RawResponse
 from lexdpr_pipeline.sources.lawgo.errors import (
     LawGoError,
+    LawGoHTTPError,
     LawGoMalformedResponseError,
     LawGoNotFoundError,
 )
-from lexdpr_pipeline.sources.lawgo.parsers import parse_admrul_body, parse_law_body, parse_listing, parse_prec_body
+from lexdpr_pipeline.sources.lawgo.parsers import (
+    Listing,
+    parse_admrul_body,
+    parse_law_body,
+    parse_listing,
+    parse_prec_body,
+)
 from lexdpr_pipeline.sources.records import Skipped
 from lexdpr_pipeline.storage import atomic_write_bytes, sha256_bytes
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 Target = Literal["law", "admrul", "prec"]
 KST = dt.timezone(dt.timedelta(hours=9), "KST")  # the API's dates are Korean calendar dates
 PAGE_SIZE = 100
+DEFAULT_DETAIL_PARSE_RETRIES = 2
+DEFAULT_INCREMENTAL_OVERLAP_DAYS = 30
+LISTING_QUARANTINE_PREFIX = "listing-page-"
 # API_NOTES: precedents from the 국세청 source are served as HTML only by lawService.do.
 HTML_ONLY_SOURCE = "국세법령정보시스템"
 
@@ -75,7 +92,15 @@ class CrawlResult:
     quarantined: list[Skipped] = field(default_factory=list)
     not_found: int = 0
     skipped: list[Skipped] = field(default_factory=list)  # not-found ids and unusable listing rows
+    wanted: int = 0  # keys this run wanted on disk: listed (minus HTML-only) plus earlier failures to retry
+    missing: list[str] = field(default_factory=list)  # wanted keys still without a body (quarantined) after the run
+    refetched: int = 0  # re-fetches of bodies that did not parse (truncated transfers)
+    since: dt.date | None = None  # the listing's lower date bound (incremental: last complete date - overlap)
     wall_s: float = 0.0
+
+    @property
+    def missing_share(self) -> float:
+        return len(self.missing) / self.wanted if self.wanted else 0.0
 
 
 class _Store:
@@ -164,20 +189,96 @@ def _parser(spec: TargetSpec) -> Callable[[bytes, str, str, dict[str, Any], str]
 
 
 def _date_filter(
-    spec: TargetSpec, since: dt.date | None, until: dt.date | None, state: dict[str, Any], incremental: bool
+    spec: TargetSpec,
+    since: dt.date | None,
+    until: dt.date | None,
+    state: dict[str, Any],
+    incremental: bool,
+    overlap_days: int = DEFAULT_INCREMENTAL_OVERLAP_DAYS,
 ) -> tuple[dt.date | None, dt.date | None]:
+    """The listing's date range. Incremental: from the last complete crawl's date minus ``overlap_days`` — decisions
+    are often published weeks after their 선고일자, so a window starting exactly at the last crawl would miss them.
+    Re-listing the overlap costs listing pages only: bodies already on disk are not fetched again."""
+    if overlap_days < 0:
+        raise ValueError("incremental_overlap_days must be >= 0")
     if since is None and incremental and spec.use_state_since and state.get("last_complete_date"):
         try:
-            since = dt.date.fromisoformat(state["last_complete_date"])
-            logger.info("%s: incremental crawl from %s (last complete crawl)", spec.target, since)
+            last = dt.date.fromisoformat(state["last_complete_date"])
         except ValueError:
             logger.warning("%s: unreadable last_complete_date in state.json, crawling without it", spec.target)
+        else:
+            since = last - dt.timedelta(days=overlap_days)
+            logger.info(
+                "%s: incremental crawl from %s (last complete crawl %s minus %d days of overlap)",
+                spec.target,
+                since,
+                last,
+                overlap_days,
+            )
     return since, until
+
+
+def _listing_page(
+    client: LawGoClient, spec: TargetSpec, store: _Store, fmt: str, page: int, params: dict[str, str]
+) -> Listing:
+    """One listing page. A body that does not parse (truncated, cut inside a UTF-8 sequence, garbage) is fetched
+    again like a transient error — ``client.max_retries`` times with the client's backoff — then quarantined as
+    ``quarantine/listing-page-{page}.{ext}`` and the crawl fails with an error naming that file."""
+    attempt = 0
+    while True:
+        response = client.search(spec.target, page=page, display=PAGE_SIZE, fmt=fmt, **params)
+        try:
+            return parse_listing(response.body, fmt, spec.target)  # type: ignore[arg-type]
+        except LawGoMalformedResponseError as exc:
+            if attempt >= client.max_retries:
+                path = _quarantine_listing(store, page, fmt, response, exc.reason, attempt + 1, client)
+                raise LawGoMalformedResponseError(
+                    f"{spec.target} listing page {page} still does not parse after {attempt + 1} attempts "
+                    f"({exc.reason}); the crawl stopped there — rerun later to resume",
+                    url=response.url_without_oc,
+                    quarantined=str(path),
+                ) from exc
+            logger.warning(
+                "%s: listing page %d does not parse (%s); retry %d/%d",
+                spec.target,
+                page,
+                exc.reason,
+                attempt + 1,
+                client.max_retries,
+            )
+            client.pause(attempt)
+            attempt += 1
+
+
+def _quarantine_listing(
+    store: _Store, page: int, fmt: str, response: RawResponse, reason: str, attempts: int, client: LawGoClient
+) -> Path:
+    store.quarantine.mkdir(parents=True, exist_ok=True)
+    name = f"{LISTING_QUARANTINE_PREFIX}{page}"
+    body = client.scrub(response.body)[0]
+    path = store.quarantine / f"{name}.{fmt.lower()}"
+    info = {
+        "listing_page": page,
+        "reason": reason,
+        "attempts": attempts,
+        "url": response.url_without_oc,
+        "params": response.params_without_oc,
+        "status": response.status,
+        "content_type": response.content_type,
+        "fetched_at": response.fetched_at,
+        "bytes_received": len(response.body),
+        "sha256": sha256_bytes(body),  # of the stored copy (the key's echo in …상세링크 removed)
+    }
+    atomic_write_bytes(path, body)
+    atomic_write_bytes(store.quarantine / f"{name}.reason.json", client.scrub(_json_bytes(info))[0])
+    logger.error("%s: listing page %d quarantined as %s: %s", store.root.name, page, path, reason)
+    return path
 
 
 def _list(
     client: LawGoClient,
     spec: TargetSpec,
+    store: _Store,
     fmt: str,
     since: dt.date | None,
     until: dt.date | None,
@@ -196,8 +297,7 @@ def _list(
     seen: set[str] = set()
     page = 1
     while max_items is None or len(rows) < max_items:
-        response = client.search(spec.target, page=page, display=PAGE_SIZE, fmt=fmt, **params)
-        listing = parse_listing(response.body, fmt, spec.target)  # type: ignore[arg-type]
+        listing = _listing_page(client, spec, store, fmt, page, params)
         new = 0
         for i, row in enumerate(listing.rows):
             key = row.get(spec.key_field, "").strip()
@@ -232,6 +332,7 @@ def _quarantine(
     client: LawGoClient,
 ) -> Skipped:
     store.quarantine.mkdir(parents=True, exist_ok=True)
+    reason = scrub_secrets(reason)
     info = {"key": key, "reason": reason, **details}
     if body is not None:
         info["sha256"] = sha256_bytes(body)
@@ -249,43 +350,72 @@ def _fetch_one(
     fmt: str,
     result: CrawlResult,
     parsed: dict[str, list[Any]],
+    parse_retries: int = DEFAULT_DETAIL_PARSE_RETRIES,
 ) -> str:
-    """Fetch, check and store one body; returns ``"fetched"``, ``"not_found"`` or ``"quarantined"``."""
+    """Fetch, check and store one body; returns ``"fetched"``, ``"not_found"`` or ``"quarantined"``.
+
+    A body that does not parse (a truncated transfer, most often) is fetched again up to ``parse_retries`` times,
+    with the client's backoff in between, before it is quarantined."""
     key = row[spec.key_field].strip()
     ext = fmt.lower()
-    try:
-        response: RawResponse = client.fetch(spec.target, fmt=fmt, **{spec.id_param: key})
-    except LawGoNotFoundError as exc:
-        result.not_found += 1
-        result.skipped.append(Skipped(f"{spec.target}:{key}", f"not found: {exc.url}"))
-        logger.warning("%s %s: not found (listed, but lawService.do has no body)", spec.target, key)
-        return "not_found"
-    except LawGoMalformedResponseError as exc:  # an unknown error envelope; nothing to keep but the reason
-        details = {"url": exc.url, "listing_row": row}
-        result.quarantined.append(_quarantine(store, key, ext, None, exc.reason, details, client))
-        return "quarantined"
-    body, redacted = client.scrub(response.body)
-    meta = {
-        "key": key,
-        "target": spec.target,
-        "fmt": fmt,
-        "url": response.url_without_oc,
-        "params": response.params_without_oc,
-        "status": response.status,
-        "content_type": response.content_type,
-        "fetched_at": response.fetched_at,
-        "elapsed_s": round(response.elapsed, 3),
-        "sha256": sha256_bytes(body),
-        "bytes": len(body),
-        "oc_redacted": redacted,
-        "listing_row": row,
-    }
-    try:
-        parsed[key] = _parser(spec)(body, fmt, response.url_without_oc, row, key)
-    except LawGoError as exc:
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        result.quarantined.append(_quarantine(store, key, ext, body, reason, meta, client))
-        return "quarantined"
+    attempt = 0
+    while True:
+        try:
+            response: RawResponse = client.fetch(spec.target, fmt=fmt, **{spec.id_param: key})
+        except (LawGoNotFoundError, LawGoHTTPError) as exc:
+            status = getattr(exc, "status", None)
+            if status is not None and status not in (404, 410):
+                raise  # 400/403/…: the request or this server's registration is wrong, every fetch would fail
+            # The listing answered, so a 404/410 concerns this document only: skip it and retry it next run.
+            result.not_found += 1
+            what = f"HTTP {status}" if status is not None else "not found"
+            result.skipped.append(Skipped(f"{spec.target}:{key}", f"{what}: {exc.url}"))
+            logger.warning("%s %s: %s (listed, but lawService.do has no body)", spec.target, key, what)
+            return "not_found"
+        except LawGoMalformedResponseError as exc:  # an unknown error envelope; nothing to keep but the reason
+            details = {"url": exc.url, "listing_row": row}
+            result.quarantined.append(_quarantine(store, key, ext, None, exc.reason, details, client))
+            return "quarantined"
+        body, redacted = client.scrub(response.body)
+        meta = {
+            "key": key,
+            "target": spec.target,
+            "fmt": fmt,
+            "url": response.url_without_oc,
+            "params": response.params_without_oc,
+            "status": response.status,
+            "content_type": response.content_type,
+            "fetched_at": response.fetched_at,
+            "elapsed_s": round(response.elapsed, 3),
+            "sha256": sha256_bytes(body),
+            "bytes": len(body),
+            "oc_redacted": redacted,
+            "listing_row": row,
+        }
+        try:
+            parsed[key] = _parser(spec)(body, fmt, response.url_without_oc, row, key)
+        except LawGoMalformedResponseError as exc:
+            if attempt < parse_retries:
+                logger.warning(
+                    "%s %s: body does not parse (%s); fetching it again (%d/%d)",
+                    spec.target,
+                    key,
+                    exc.reason,
+                    attempt + 1,
+                    parse_retries,
+                )
+                client.pause(attempt)
+                attempt += 1
+                result.refetched += 1
+                continue
+            meta["attempts"] = attempt + 1
+            result.quarantined.append(_quarantine(store, key, ext, body, exc.reason, meta, client))
+            return "quarantined"
+        except LawGoError as exc:
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            result.quarantined.append(_quarantine(store, key, ext, body, reason, meta, client))
+            return "quarantined"
+        break
     # Sidecar first, body last: a body on disk always has its sidecar and is complete.
     atomic_write_bytes(store.meta_path(key), client.scrub(_json_bytes(meta))[0])
     atomic_write_bytes(store.body_path(key, ext), body)
@@ -299,8 +429,9 @@ def _move_to_quarantine(store: _Store, key: str, ext: str, path: Path, reason: s
     store.quarantine.mkdir(parents=True, exist_ok=True)
     target = store.quarantine / f"{key}.{ext}"
     os.replace(path, target)
+    reason = scrub_secrets(reason)
     info = {"key": key, "reason": reason, "moved_from": f"bodies/{path.name}", **store.read_meta(key)}
-    atomic_write_bytes(store.quarantine / f"{key}.reason.json", _json_bytes(info))
+    atomic_write_bytes(store.quarantine / f"{key}.reason.json", scrub_secrets_bytes(_json_bytes(info)))
     store.meta_path(key).unlink(missing_ok=True)
     logger.warning("%s: stored body %s no longer parses, moved to quarantine: %s", store.root.name, key, reason)
     return Skipped(str(target), reason)
@@ -383,18 +514,24 @@ def crawl(
     fmt: Literal["XML", "JSON"] = "XML",
     incremental: bool = True,
     progress: bool = True,
+    detail_parse_retries: int = DEFAULT_DETAIL_PARSE_RETRIES,
+    incremental_overlap_days: int = DEFAULT_INCREMENTAL_OVERLAP_DAYS,
 ) -> CrawlResult:
     """List ``target`` (``lawSearch.do``), fetch the bodies not yet on disk, and rebuild all records.
 
     ``since``/``until`` filter the listing by 공포일자 (law), 발령일자 (admrul) or 선고일자 (prec). With
-    ``incremental`` and no ``since``, prec and admrul listings start at the last complete crawl's date (from
-    ``state.json``); law lists everything and fetches only MSTs not on disk. Stored bodies are never re-fetched
-    (a key names one immutable version); delete a body to force it. Auth failures and transient errors that
-    outlast the retries abort the crawl — rerun to resume.
+    ``incremental`` and no ``since``, prec and admrul listings start ``incremental_overlap_days`` before the last
+    complete crawl's date (from ``state.json``); law lists everything and fetches only MSTs not on disk. Stored
+    bodies are never re-fetched (a key names one immutable version); delete a body to force it. A detail body that
+    does not parse is fetched again up to ``detail_parse_retries`` times, then quarantined and counted in
+    ``missing``. Auth failures, transient errors that outlast the retries and listing pages that never parse abort
+    the crawl — rerun to resume.
     """
     started = time.perf_counter()
     if target not in SPECS:
         raise ValueError(f"target must be one of {sorted(SPECS)}, not {target!r}")
+    if detail_parse_retries < 0:
+        raise ValueError("detail_parse_retries must be >= 0")
     fmt = fmt.upper()  # type: ignore[assignment]
     if fmt not in ("XML", "JSON"):
         raise ValueError(f"fmt must be 'XML' or 'JSON', not {fmt!r}")
@@ -405,8 +542,12 @@ def crawl(
     state = store.read_state()
     result = CrawlResult(target=target)
 
-    since, until = _date_filter(spec, since, until, state, incremental)
-    rows, truncated = _list(client, spec, fmt, since, until, max_items, result)
+    since, until = _date_filter(spec, since, until, state, incremental, incremental_overlap_days)
+    result.since = since
+    rows, truncated = _list(client, spec, store, fmt, since, until, max_items, result)
+    # The whole listing parsed: listing pages quarantined by an earlier run are history now.
+    for stale in store.quarantine.glob(f"{LISTING_QUARANTINE_PREFIX}*") if store.quarantine.is_dir() else ():
+        stale.unlink(missing_ok=True)
     result.listed = len(rows)
     todo: list[dict[str, str]] = []
     for row in rows:
@@ -422,6 +563,7 @@ def crawl(
     listed_keys = {row[spec.key_field].strip() for row in rows}
     pending = {**(state.get("not_found") or {}), **store.quarantined_rows()}
     retry = [r for k, r in sorted(pending.items()) if k not in listed_keys and not store.has_body(k)]
+    result.wanted = result.reused + len(todo) + len(retry)
     logger.info(
         "%s: listed %d, %d already on disk, fetching %d (+%d to retry)",
         target,
@@ -433,28 +575,49 @@ def crawl(
 
     parsed: dict[str, list[Any]] = {}
     not_found_rows: dict[str, dict[str, str]] = {}
+    missing: set[str] = set()
     for row in tqdm(todo + retry, desc=f"law.go.kr {target}", unit="doc", disable=not progress):
-        if _fetch_one(client, spec, store, row, fmt, result, parsed) == "not_found":
+        outcome = _fetch_one(client, spec, store, row, fmt, result, parsed, detail_parse_retries)
+        if outcome == "not_found":
             not_found_rows[row[spec.key_field].strip()] = row
+        elif outcome == "quarantined":
+            missing.add(row[spec.key_field].strip())
 
     records, moved, not_found, empty = rebuild_records(store.root, target, fmt=fmt, parsed=parsed)
+    missing.update(Path(s.ref).name.rpartition(".")[0] for s in moved)
     result.skipped.extend(empty)
     result.records = records
     result.quarantined.extend(moved)
     result.not_found += not_found
+    result.missing = sorted(missing, key=lambda k: (len(k), k))
+    result.wanted = max(result.wanted, len(result.missing))  # a stored body not listed this run may stop parsing
+    # Nothing that reaches a report, the asset metadata or Dagster's history may carry the key.
+    result.skipped = [Skipped(scrub_secrets(s.ref), scrub_secrets(s.reason)) for s in result.skipped]
+    result.quarantined = [Skipped(scrub_secrets(s.ref), scrub_secrets(s.reason)) for s in result.quarantined]
 
     _write_state(store, state, result, since=since, until=until, truncated=truncated, not_found=not_found_rows)
     result.wall_s = time.perf_counter() - started
     logger.info(
-        "%s: %d records; fetched %d, reused %d, quarantined %d, not found %d in %.1fs",
+        "%s: %d records; fetched %d, reused %d, re-fetched %d, quarantined %d, not found %d in %.1fs",
         target,
         len(records),
         result.fetched,
         result.reused,
+        result.refetched,
         len(result.quarantined),
         result.not_found,
         result.wall_s,
     )
+    if result.missing:
+        logger.warning(
+            "%s: %d of %d wanted bodies still missing after %d re-fetches each (quarantined; retried on the next "
+            "run): %s",
+            target,
+            len(result.missing),
+            result.wanted,
+            detail_parse_retries,
+            ", ".join(result.missing[:20]) + (" …" if len(result.missing) > 20 else ""),
+        )
     return result
 
 
@@ -488,6 +651,8 @@ def _write_state(
             "reused": result.reused,
             "quarantined": len(result.quarantined),
             "not_found": result.not_found,
+            "missing": result.missing,
+            "refetched": result.refetched,
             "records": len(result.records),
         },
     }

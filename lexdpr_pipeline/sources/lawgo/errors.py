@@ -5,14 +5,18 @@ unregistered IP or a bad key, ``<Law>일치하는 … 없습니다</Law>`` for a
 maintenance. :func:`detect_error_body` turns such a body into the matching exception so callers never
 mistake it for data.
 
-Every message says what the user should do, and none carries the ``OC`` key: callers pass URLs through
-:func:`lexdpr_pipeline.sources.lawgo.normalize.strip_oc` before they reach an exception.
+Every message says what the user should do, and none carries the ``OC`` key: :class:`LawGoError` passes its message
+and URL through :func:`lexdpr_pipeline.logging_setup.scrub_secrets` (the client registers its key there), so even a
+server that echoes the request into an error body (an HTML title, an auth envelope, a plain-text body) cannot put the
+key into an exception, a log record, a quarantine reason or Dagster's run history.
 """
 
 from __future__ import annotations
 
 import json
 import re
+
+from lexdpr_pipeline.logging_setup import scrub_secrets
 
 OPEN_API_SITE = "https://open.law.go.kr"
 
@@ -23,8 +27,8 @@ class LawGoError(Exception):
     retryable: bool = False
 
     def __init__(self, message: str, *, url: str = "") -> None:
-        super().__init__(message)
-        self.url = url  # request URL *without* the OC key ("" when not known)
+        super().__init__(scrub_secrets(message))
+        self.url = scrub_secrets(url)  # request URL *without* the OC key ("" when not known)
 
 
 class LawGoAuthError(LawGoError):
@@ -84,14 +88,21 @@ class LawGoTransientError(LawGoError):
 
 
 class LawGoMalformedResponseError(LawGoError):
-    """The body could not be parsed or lacks required structure. Not retryable; ``reason`` says why."""
+    """The body could not be parsed or lacks required structure; ``reason`` says why.
 
-    def __init__(self, reason: str, *, url: str = "") -> None:
-        self.reason = reason
+    Not retried by the client (a parser raises it); the crawler fetches a body that fails to parse again a bounded
+    number of times (a truncated transfer), then quarantines it and says where (``quarantined``). The message claims
+    a quarantined copy only when ``quarantined`` names it.
+    """
+
+    def __init__(self, reason: str, *, url: str = "", quarantined: str | None = None) -> None:
+        self.reason = scrub_secrets(reason)
+        self.quarantined = quarantined
+        # The path goes into the first sentence: a one-line summary (the CLI's) keeps it.
+        kept = f" (kept in quarantine as {quarantined})" if quarantined else ""
         message = (
-            f"law.go.kr returned a body that cannot be used: {reason}. The body is kept in quarantine for "
-            "inspection; if many bodies fail the same way the API format may have changed — report it with the "
-            "quarantined file."
+            f"law.go.kr returned a body that cannot be used{kept}: {self.reason}. If many bodies fail the same way "
+            "the API format may have changed — report it" + (" with the quarantined file." if quarantined else ".")
         )
         super().__init__(message + (f" Request: {url}" if url else ""), url=url)
 
@@ -123,7 +134,7 @@ _SMALL = 16_384
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
+    text = " ".join(scrub_secrets(text).split())  # scrubbed before the cut: no prefix of a key survives it
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

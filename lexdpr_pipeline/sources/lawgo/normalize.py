@@ -19,6 +19,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from lexdpr_pipeline.logging_setup import scrub_secrets, scrub_secrets_bytes
 from lexdpr_pipeline.sources.lawgo.errors import LawGoMalformedResponseError
 
 # --- OC scrubbing -------------------------------------------------------------------------------------------------
@@ -43,19 +44,24 @@ _OC_BYTES = re.compile(rb"(\?|&amp;|&|\\u0026)OC=[^&#\s\"'<>\\]*(&amp;|&|\\u0026
 
 
 def redact_oc_bytes(body: bytes, oc: str | None = None) -> tuple[bytes, bool]:
-    """``body`` with every ``OC=…`` parameter removed and, as a last resort, any literal copy of ``oc`` masked.
+    """``body`` with every ``OC=…`` parameter removed and, as a last resort, the key masked in any form.
 
     Returns ``(bytes, changed)``. Listing rows echo the caller's key inside ``…상세링크``; nothing holding it may be
-    written to disk.
+    written to disk. URL parameters (``?OC=k&…``) are removed so stored links stay usable; what remains — the key in
+    any spelling, ``OC=`` in any other form (an error page echoing the request) — is masked by
+    :func:`~lexdpr_pipeline.logging_setup.scrub_secrets_bytes`.
     """
     out = body
     if b"oc=" in body.lower():
         out = _OC_BYTES.sub(lambda m: m.group(1) if m.group(2) else b"", body)
-    if oc:
-        key = oc.encode("utf-8")
-        if key in out:
-            out = out.replace(key, b"***")
+    out = scrub_secrets_bytes(out, [oc] if oc else ())
     return out, out != body
+
+
+def preview(text: str, limit: int = 40) -> str:
+    """The first ``limit`` characters of ``text`` for an error message, scrubbed *before* the cut so no prefix of a
+    secret survives it."""
+    return scrub_secrets(text[: limit + 1024])[:limit]
 
 
 # --- XML quirks ---------------------------------------------------------------------------------------------------
@@ -118,7 +124,7 @@ def parse_xml(body: bytes) -> ET.Element:
     if not text:
         raise LawGoMalformedResponseError("empty body")
     if not text.startswith("<"):
-        raise LawGoMalformedResponseError(f"not XML (starts with {text[:40]!r})")
+        raise LawGoMalformedResponseError(f"not XML (starts with {preview(text)!r})")
     try:
         return ET.fromstring(text)
     except ET.ParseError as exc:

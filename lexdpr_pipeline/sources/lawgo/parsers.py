@@ -8,11 +8,11 @@ required structure raises :class:`LawGoMalformedResponseError` with the reason.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lexdpr_pipeline.logging_setup import redacting_logger
 from lexdpr_pipeline.sources.ids import (
     admin_rule_article_id,
     article_key,
@@ -24,10 +24,10 @@ from lexdpr_pipeline.sources.lawgo.errors import (
     LawGoTransientError,
     detect_error_body,
 )
-from lexdpr_pipeline.sources.lawgo.normalize import as_list, load_body, resolve_entities, strip_oc, text_of
+from lexdpr_pipeline.sources.lawgo.normalize import as_list, load_body, preview, resolve_entities, strip_oc, text_of
 from lexdpr_pipeline.sources.records import AdminRuleArticle, Precedent, StatuteArticle
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 Fmt = Literal["XML", "JSON"]
 
@@ -196,14 +196,15 @@ def parse_law_body(
             if m:
                 headings.push(m.group(1), heading)
             else:
-                logger.debug("%s: 전문 row without a 편/장/절/관 heading skipped: %.40s", source_ref, heading)
+                logger.debug("%s: 전문 row without a 편/장/절/관 heading skipped: %s", source_ref, preview(heading))
             continue
         number, branch = _int(row.get("조문번호")), _int(row.get("조문가지번호"))
         has_title = bool(_one_line(row.get("조문제목")))
         head = _split_head(content[0], with_title=has_title) if content else None
         if number <= 0:
             if head is None:
-                raise LawGoMalformedResponseError(f"조문단위 without a usable 조문번호 ({_one_line(row)[:60]!r})")
+                row_text = preview(_one_line(row), 60)
+                raise LawGoMalformedResponseError(f"조문단위 without a usable 조문번호 ({row_text!r})")
             number, branch = head[0], head[1]
         text_lines: list[str] = []
         title = ""
@@ -290,7 +291,7 @@ def parse_admrul_body(body: bytes, fmt: Fmt, source_ref: str) -> list[AdminRuleA
             break
         head = _split_head(lines[0], with_title=True)
         if head is None:
-            logger.warning("%s: 조문내용 without 제N조 skipped: %.40s", source_ref, lines[0])
+            logger.warning("%s: 조문내용 without 제N조 skipped: %s", source_ref, preview(lines[0]))
             continue
         number, branch, title, rest = head
         text_lines = ([rest] if rest else []) + lines[1:]
@@ -343,7 +344,7 @@ def parse_prec_body(body: bytes, fmt: Fmt, source_ref: str) -> Precedent:
     prec = _load(body, fmt, "PrecService")
     serial = _one_line(prec.get("판례정보일련번호")) or _one_line(prec.get("판례일련번호"))
     if not serial.isdigit():
-        raise LawGoMalformedResponseError(f"PrecService has no numeric 판례정보일련번호 (got {serial[:20]!r})")
+        raise LawGoMalformedResponseError(f"PrecService has no numeric 판례정보일련번호 (got {preview(serial, 20)!r})")
     return Precedent(
         prec_id=precedent_id(serial),
         serial_no=str(int(serial)),
@@ -393,7 +394,7 @@ def parse_listing(body: bytes, fmt: Fmt, target: str) -> Listing:
     root = _load(body, fmt, root_name)
     total = text_of(root.get("totalCnt")).strip()
     if not total.isdigit():
-        raise LawGoMalformedResponseError(f"<{root_name}> has no numeric totalCnt (got {total[:20]!r})")
+        raise LawGoMalformedResponseError(f"<{root_name}> has no numeric totalCnt (got {preview(total, 20)!r})")
     rows: list[dict[str, str]] = []
     for item in as_list(root.get(item_name)):
         item = _dict(item, f"<{item_name}> item")

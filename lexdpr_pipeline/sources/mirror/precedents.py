@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +23,7 @@ from lexdpr_pipeline.sources.mirror.frontmatter import (
     parse_front_matter,
     read_markdown,
 )
+from lexdpr_pipeline.sources.mirror.select import select_included
 from lexdpr_pipeline.sources.records import Precedent, ReadResult
 
 logger = logging.getLogger(__name__)
@@ -117,18 +119,26 @@ def precedent_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def read_precedents(mirror_root: Path, *, max_files: int | None = None, progress: bool = True) -> ReadResult[Precedent]:
+def read_precedents(
+    mirror_root: Path,
+    *,
+    max_files: int | None = None,
+    include: Sequence[str] | None = None,
+    progress: bool = True,
+) -> ReadResult[Precedent]:
     """Read every decision of a precedent-kr checkout.
 
     ``mirror_root`` is the checkout or a folder containing ``precedent-kr/``. Files are read in sorted path order;
-    ``max_files`` keeps the first N. Malformed files are skipped with a reason, never raised. Two files with the
+    ``include`` keeps the files its patterns name (case numbers such as ``2021다210195``, folders such as
+    ``민사/대법원``, paths or globs; see :mod:`~lexdpr_pipeline.sources.mirror.select`), then ``max_files`` keeps
+    the first N. Malformed files are skipped with a reason, never raised. Two files with the
     same 판례일련번호: the first in path order is kept, the other recorded as skipped.
     Raises :class:`FileNotFoundError` only when no checkout is found at all.
     """
     root = find_precedent_root(Path(mirror_root))
     if root is None:
         raise FileNotFoundError(f"no precedent-kr checkout ({{사건종류}}/{{법원등급}}/*.md) at or under {mirror_root}")
-    files = precedent_files(root)
+    files = select_included(precedent_files(root), root, include, "precedent-kr")
     if max_files is not None:
         files = files[: max(max_files, 0)]
     result: ReadResult[Precedent] = ReadResult()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from lexdpr_pipeline.sources.mirror.frontmatter import (
     parse_front_matter,
     read_markdown,
 )
+from lexdpr_pipeline.sources.mirror.select import select_included
 from lexdpr_pipeline.sources.records import ReadResult, StatuteArticle
 
 logger = logging.getLogger(__name__)
@@ -296,18 +298,24 @@ def _resolve_root(mirror_root: Path) -> Path:
 
 
 def read_statutes(
-    mirror_root: Path, *, max_files: int | None = None, progress: bool = True
+    mirror_root: Path,
+    *,
+    max_files: int | None = None,
+    include: Sequence[str] | None = None,
+    progress: bool = True,
 ) -> ReadResult[StatuteArticle]:
     """Read every statute file of a legalize-kr checkout into articles.
 
     ``mirror_root`` is the checkout (holding ``kr/``) or a folder containing ``legalize-kr/``. Files are read in
-    sorted path order; ``max_files`` keeps the first N. Malformed files are skipped with a reason, never raised.
+    sorted path order; ``include`` keeps the files its patterns name (law folder names such as ``민법``, paths or
+    globs; see :mod:`~lexdpr_pipeline.sources.mirror.select`), then ``max_files`` keeps the first N.
+    Malformed files are skipped with a reason, never raised.
     When two files carry the same 법령ID, the newer version (공포일자, then 법령MST) is kept and the other file
     skipped; an article key repeated inside one file keeps its first occurrence.
     Raises :class:`FileNotFoundError` only when no checkout is found at all.
     """
     root = _resolve_root(mirror_root)
-    files = statute_files(root)
+    files = select_included(statute_files(root), root, include, "legalize-kr")
     if max_files is not None:
         files = files[: max(max_files, 0)]
     result: ReadResult[StatuteArticle] = ReadResult()

@@ -162,7 +162,7 @@ def test_connection_failure_is_transient_and_scrubbed(caplog: pytest.LogCaptureF
         client.fetch("law", MST="1")
     assert len(sleeps.calls) == 2
     assert FAKE_OC not in str(info.value) and info.value.__cause__ is None and info.value.__context__ is None
-    ours = [r for r in caplog.records if not r.name.startswith("werkzeug")]  # werkzeug = the test server's log
+    ours = list(caplog.records)  # the fake server logs nothing: every record is ours (or urllib3's)
     assert any(r.name.startswith("urllib3") for r in ours)
     assert all(FAKE_OC not in r.getMessage() for r in ours)
 
