@@ -259,6 +259,24 @@ def config_show() -> None:
     typer.echo(dump(_settings()), nl=False)
 
 
+@config_app.command("init")
+def config_init(
+    path: Annotated[Path, typer.Argument(help="The file to write.")] = Path("lexdpr.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False,
+) -> None:
+    """Write a commented starter config: every setting with its default, description and environment variable."""
+    from lexdpr_pipeline.settings import starter_yaml
+    from lexdpr_pipeline.storage import atomic_write_text
+
+    if path.is_dir():
+        _fail(f"{path} is a folder: name the file to write, e.g. {path / 'lexdpr.yaml'}", 2)
+    if path.exists() and not force:
+        _fail(f"{path} already exists: not overwritten (pass --force to replace it)", 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, starter_yaml())
+    typer.echo(f"wrote {path.resolve()}: every setting at its default; edit it, or delete what you do not change")
+
+
 @app.command()
 def info() -> None:
     """Where this invocation's run lives: config file (and where it came from), data dir, DAGSTER_HOME, the search
@@ -332,6 +350,19 @@ def _run(keys, run_config: dict[str, Any] | None = None, *, trigger: str, instan
     if not result.success:
         _run_failed(result)
     console.print(f"run {result.run_id}: success in {time.perf_counter() - started:.1f}s")
+    _checks_failed(result)
+
+
+def _checks_failed(result) -> None:
+    """A run whose steps succeeded but whose ERROR-severity checks failed (e.g. too many documents missing from a
+    crawl) still fails the command: one line per failed check, exit 1."""
+    from lexdpr_pipeline.orchestration import failed_checks
+
+    lines = failed_checks(result)
+    for line in lines[:-1]:
+        typer.echo(_one_line(f"check FAILED — {line}"), err=True)
+    if lines:
+        _fail(f"run {result.run_id}: check FAILED — {lines[-1]}", 1)
 
 
 def _refresh(select: str | None, dry_run: bool, trigger: str) -> None:
@@ -364,6 +395,7 @@ def _refresh(select: str | None, dry_run: bool, trigger: str) -> None:
         f"run {result.run_id}: success in {time.perf_counter() - started:.1f}s;"
         f" materialized {', '.join(ran) or 'nothing'}"
     )
+    _checks_failed(result)
 
 
 @app.command()

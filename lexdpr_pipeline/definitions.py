@@ -15,10 +15,15 @@ from lexdpr_pipeline.assets.search_index import SEARCH_INDEX_ASSETS, SEARCH_INDE
 from lexdpr_pipeline.assets.sweeps import SWEEP_ASSETS, SWEEP_JOBS
 from lexdpr_pipeline.assets.training import TRAINING_ASSETS
 from lexdpr_pipeline.assets.training_data import INDEX_ASSETS, TRAINING_DATA_ASSETS, TRAINING_DATA_CHECKS
-from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job
+from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job, retrain_job
 from lexdpr_pipeline.logging_setup import configure_logging
 from lexdpr_pipeline.resources import LawGoApi, LexDprIOManager, LexDprProject
-from lexdpr_pipeline.schedules import corpus_refresh_schedule, refresh_downstream_after_ingest
+from lexdpr_pipeline.schedules import (
+    corpus_refresh_schedule,
+    refresh_downstream_after_ingest,
+    retrain_policy_sensor,
+    retrain_schedule,
+)
 from lexdpr_pipeline.settings import Settings, dump, load_settings, shareable
 
 
@@ -42,6 +47,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         secrets=[settings.lawgo.oc.get_secret_value()] if settings.lawgo.oc else [],
     )
     lawgo = settings.lawgo
+    schedule = settings.schedule
+    schedules = [corpus_refresh_schedule(schedule.refresh_cron, schedule.timezone)]
+    if schedule.retrain_cron:
+        schedules.append(retrain_schedule(schedule.retrain_cron, schedule.timezone))
     return dg.Definitions(
         assets=[
             *SOURCE_ASSETS,
@@ -57,9 +66,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         asset_checks=[*INGEST_CHECKS, *TRAINING_DATA_CHECKS, *SEARCH_INDEX_CHECKS],
         executor=run_executor(settings.schedule.model_step_concurrency),
-        jobs=[ingest_job, downstream_refresh_job, observe_sources_job, *SWEEP_JOBS],
-        schedules=[corpus_refresh_schedule(settings.schedule.refresh_cron, settings.schedule.timezone)],
-        sensors=[refresh_downstream_after_ingest],
+        jobs=[ingest_job, downstream_refresh_job, retrain_job, observe_sources_job, *SWEEP_JOBS],
+        schedules=schedules,
+        sensors=[refresh_downstream_after_ingest, retrain_policy_sensor(schedule.retrain_min_growth)],
         resources={
             "project": LexDprProject(settings_yaml=dump(shareable(settings))),
             "lawgo": LawGoApi(

@@ -59,23 +59,33 @@ class AssetState:
         return self.status in {"MISSING", "STALE"}
 
 
-def _toposorted(defs: dg.Definitions) -> list[dg.AssetKey]:
-    graph = defs.resolve_asset_graph()
-    wanted = set(graph.materializable_asset_keys)
-    return [k for level in graph.toposorted_asset_keys_by_level for k in sorted(level) if k in wanted]
-
-
 def asset_states(instance: dg.DagsterInstance, defs: dg.Definitions) -> list[AssetState]:
     """Stale status of every materializable asset, in dependency order, with human-readable causes."""
-    graph = defs.resolve_asset_graph()
+    return asset_states_in(instance, defs.resolve_asset_graph())
+
+
+def asset_states_in(
+    instance: dg.DagsterInstance, graph: Any, within: Iterable[dg.AssetKey] | None = None
+) -> list[AssetState]:
+    """:func:`asset_states` on an asset graph (a sensor has no ``Definitions``).
+
+    Dagster (1.13) marks only the *direct* children of a changed asset stale: after a statute file changes,
+    ``raw_statutes`` is stale but ``law_passages`` looks fresh until ``raw_statutes`` runs again. Here staleness
+    flows down: an asset below a stale or missing parent is STALE too ("upstream … is stale"), so ``status`` shows
+    everything a change will reach and one ``refresh`` brings it all up to date. With ``within``, it flows only
+    through parents in that set (a job's selection).
+    """
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
         instance=instance,
         asset_graph=graph,
     )
     resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
-    states = []
-    for key in _toposorted(defs):
+    through = None if within is None else set(within)
+    materializable = set(graph.materializable_asset_keys)
+    states: list[AssetState] = []
+    by_key: dict[dg.AssetKey, AssetState] = {}
+    for key in [k for level in graph.toposorted_asset_keys_by_level for k in sorted(level) if k in materializable]:
         status = resolver.get_status(key)
         causes: tuple[str, ...] = ()
         if status == StaleStatus.STALE:
@@ -85,7 +95,18 @@ def asset_states(instance: dg.DagsterInstance, defs: dg.Definitions) -> list[Ass
             )
         elif status == StaleStatus.MISSING:
             causes = ("never materialized",)
-        states.append(AssetState(key, status.value, causes))
+        else:
+            upstream = [
+                by_key[p]
+                for p in sorted(graph.get(key).parent_keys)
+                if p in by_key and by_key[p].needs_run and (through is None or p in through)
+            ]
+            if upstream:
+                status = StaleStatus.STALE
+                causes = tuple(f"upstream {u.key.to_user_string()} is {u.status.lower()}" for u in upstream)
+        state = AssetState(key, status.value, causes)
+        by_key[key] = state
+        states.append(state)
     return states
 
 
@@ -190,6 +211,17 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
         if event.is_job_failure and event.job_failure_data and event.job_failure_data.error:
             return one_line(_error_text(_root_user_error(event.job_failure_data.error)))
     return "the run failed (see its logs in the Dagster UI)"
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per asset check of a (successful) run that failed with ERROR severity: ``asset:check — why``."""
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        why = one_line(evaluation.description or "failed (see the check's metadata in the Dagster UI)")
+        lines.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} — {why}")
+    return lines
 
 
 def cli_console_logger(debug: bool) -> dg.LoggerDefinition:

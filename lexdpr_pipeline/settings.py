@@ -291,6 +291,18 @@ class ScheduleSettings(_Section):
         description="Steps tagged lexdpr/compute=model (training, evaluation, embedding) run at once within a run: "
         "each already uses every core, so two side by side only slow each other down",
     )
+    retrain_min_growth: float | None = Field(
+        None,
+        gt=0,
+        description="Retrain policy: the retrain_when_pairs_grow sensor runs retrain_job once the train split of "
+        "dataset_splits has grown by at least this share (0.2 = 20%) since the current model was trained; "
+        "None: a corpus refresh never retrains, training only when asked (UI retrain_job, lex-dpr train)",
+    )
+    retrain_cron: str | None = Field(
+        None,
+        description="A cron for the retrain schedule (retrain_job when trained_model is stale or missing, in "
+        "schedule.timezone); None: no retrain schedule",
+    )
 
 
 class LoggingSettings(_Section):
@@ -452,6 +464,60 @@ def dump(settings: Settings) -> str:
     if settings.api.api_key is None:
         data["api"]["api_key"] = None
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+def env_var_of(dotted: str) -> str:
+    """The environment variable that sets ``section.field``: its named one (:data:`ENV_VARS`), else
+    ``LEXDPR__SECTION__FIELD``."""
+    named = {setting: name for name, setting in ENV_VARS.items()}
+    return named.get(dotted) or "LEXDPR__" + dotted.upper().replace(".", "__")
+
+
+def starter_yaml() -> str:
+    """A commented ``lexdpr.yaml`` generated from the model (``lex-dpr config init``): every section and field with
+    its default, and above each a comment with its description, allowed values and environment variable. Secrets
+    appear only as a comment naming their variable. Loading it gives the defaults."""
+    import textwrap
+    import typing
+
+    def comment(text: str, indent: str) -> list[str]:
+        text = " ".join(text.replace("``", "`").split())
+        return [f"{indent}# {line}" for line in textwrap.wrap(text, 116 - len(indent))]
+
+    out = [
+        "# LexDPR configuration, written by `lex-dpr config init`: every setting with its default.",
+        "# Precedence: defaults < this file (--config FILE, $LEXDPR_CONFIG, or ./lexdpr.yaml) < environment < --set.",
+        "# Each setting's comment names its environment variable. Delete the lines you do not change: a line left",
+        "# here pins today's default. Secrets (" + ", ".join(SECRET_SETTINGS) + ") come from the environment only.",
+    ]
+    for section, section_field in Settings.model_fields.items():
+        model = section_field.annotation
+        assert isinstance(model, type) and issubclass(model, _Section), section
+        defaults = model().model_dump(mode="json")
+        out.append("")
+        if model.__dict__.get("__doc__"):
+            out += comment(model.__doc__ or "", "")
+        out.append(f"{section}:")
+        for name, info in model.model_fields.items():
+            dotted = f"{section}.{name}"
+            lines = comment(info.description, "  ") if info.description else []
+            choices = [a for a in typing.get_args(info.annotation) if typing.get_origin(a) is Literal]
+            if typing.get_origin(info.annotation) is Literal:
+                choices = [info.annotation]
+            if choices:
+                lines.append("  # one of: " + ", ".join(str(v) for v in typing.get_args(choices[0])))
+            if dotted in SECRET_SETTINGS:
+                lines.append(f"  # {name}: secret — set {env_var_of(dotted)} in the environment; refused in this file")
+                out += lines
+                continue
+            lines.append(f"  # env: {env_var_of(dotted)}")
+            value = defaults[name]
+            if isinstance(value, list):  # one line: [a, b]
+                text = f"{name}: " + yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, width=1000)
+            else:
+                text = yaml.safe_dump({name: value}, allow_unicode=True, default_flow_style=False, width=1000)
+            out += [*lines, "  " + text.strip()]
+    return "\n".join(out) + "\n"
 
 
 def with_overrides(settings: Settings, overrides: list[str] | None) -> Settings:

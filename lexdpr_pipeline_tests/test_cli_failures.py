@@ -164,3 +164,23 @@ def test_missing_key(args: list[str], extra: dict[str, str], tmp_path: Path) -> 
     assert "Traceback" not in outcome.output
     assert outcome.lines[-1].startswith("the law.go.kr API needs an OC key: set LAW_GO_KR_OC"), outcome.output
     assert len(outcome.lines) <= 2, outcome.output  # (materialize prints DAGSTER_HOME first)
+
+
+def test_a_failed_completeness_check_fails_the_command(shared_dir: Path, tmp_path: Path) -> None:
+    """Every step succeeds but one of six decisions stays truncated (17 % missing > ingest.max_missing_share):
+    the crawl keeps what it got, and the command still says so in one line and exits 1."""
+    from lexdpr_pipeline_tests.fake_lawgo import DrfCorpus, FakeLawGo, serve
+
+    fake = FakeLawGo(DrfCorpus.load(shared_dir / "lawgo"), oc=KEY)
+    newest = fake.listed["prec"][-1]  # the listing is sorted newest first by 선고일자; any listed key will do
+    for key in fake.listed["prec"]:
+        fake.always[("prec", key)] = "truncated-utf8" if key == newest else "ok"
+    with serve(fake):
+        outcome = _lex_dpr(tmp_path, ["crawl-precedents", "--limit", "6"], fake.base_url)
+    assert outcome.code == 1, outcome.output
+    assert "Traceback" not in outcome.output, outcome.output  # (the crawl's own warnings and progress come before)
+    failed = [ln for ln in outcome.lines if "check FAILED — " in ln]
+    assert len(failed) == 1 and "raw_precedents:raw_precedents_completeness" in failed[0], outcome.output
+    assert "1 of 6 wanted documents missing" in failed[0] and outcome.lines[-1] == failed[0], outcome.output
+    assert any(" success in " in ln for ln in outcome.lines), outcome.output  # the run itself succeeded
+    _assert_no_key_anywhere(outcome, tmp_path)

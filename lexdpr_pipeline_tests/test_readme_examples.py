@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from lexdpr_pipeline.citations.statute_refs import parse_statute_refs
-from lexdpr_pipeline.search.bm25 import BM25Index
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.search.engine import SearchEngine, SearchFilters, SearchHit
 from lexdpr_pipeline.settings import SearchSettings, Settings, load_settings
 from lexdpr_pipeline.sources.mirror import read_precedents, read_statutes

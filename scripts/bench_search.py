@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from lexdpr_pipeline.index.bm25 import BM25Index  # noqa: E402
 from lexdpr_pipeline.index.embeddings import EmbeddingSet, embed_corpus  # noqa: E402
 from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec, approximate_recall  # noqa: E402
 from lexdpr_pipeline.models.biencoder import BiEncoder  # noqa: E402
-from lexdpr_pipeline.search.bm25 import BM25Index  # noqa: E402
 from lexdpr_pipeline.search.engine import SearchEngine  # noqa: E402
 from lexdpr_pipeline.settings import load_settings  # noqa: E402
 from lexdpr_pipeline.text.passages import content_hash  # noqa: E402

@@ -21,4 +21,13 @@ mkdir -p data/dagster_home
 if [ ! -f .env ] || ! grep -q '^DAGSTER_HOME=' .env; then
   echo "DAGSTER_HOME=$(pwd)/data/dagster_home" >> .env
 fi
+# Chromium: the test that /docs renders with the network off (lexdpr_pipeline_tests/api/test_docs_offline.py).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "setup: could not install chromium; the offline /docs browser test will be skipped" >&2
+  else
+    echo "setup: no chromium (as root: apt-get install chromium); the offline /docs browser test will be skipped" >&2
+  fi
+fi
 echo "setup ok: $(.venv/bin/python --version), dagster $(.venv/bin/python -c 'import dagster; print(dagster.__version__)')"

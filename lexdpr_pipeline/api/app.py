@@ -3,7 +3,7 @@
 Endpoints, limits and error shapes are documented in docs/API.md; running it in docs/DEPLOY.md. Thin: the work is
 done by the search engine (``lexdpr_pipeline.search.engine``), which :class:`EngineHolder` loads and hot-swaps.
 
-Every request but ``/health`` and the OpenAPI pages goes through :class:`RequestGuard`, in order: the
+Every request but ``/health`` and the OpenAPI pages (and their assets) goes through :class:`RequestGuard`, in order: the
 ``Content-Length`` check (400 / 413), the per-client rate limit (429 + Retry-After), the ``X-API-Key`` check when
 ``api.api_key`` is set (401), the separate ``/admin/reload`` limit (429), the media type of JSON endpoints (415),
 and the body itself, read with the size limit whatever ``Content-Length`` said (413 as soon as it is passed, a
@@ -27,8 +27,10 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -54,6 +56,9 @@ logger = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
 #: Paths that need neither the API key nor a rate-limit token (load balancers poll /health).
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Where the Swagger UI / ReDoc assets are served from (open like /docs): the copies the ``fastapi-offline`` wheel
+#: ships, so the documentation pages work on an air-gapped host (FastAPI's defaults load them from a CDN).
+DOCS_STATIC = "/docs-static"
 #: Endpoints whose body is JSON (415 for another media type, 422 for a body that is not UTF-8).
 JSON_PATHS = frozenset({"/search", "/embed/query", "/embed/passage"})
 RELOAD_PATH = "/admin/reload"
@@ -83,6 +88,11 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def is_open_path(path: str) -> bool:
+    """Whether ``path`` skips the guard (key, rate limit): /health, the documentation pages and their assets."""
+    return path in OPEN_PATHS or path.startswith(DOCS_STATIC + "/")
 
 
 def _error(
@@ -190,7 +200,7 @@ class RequestGuard:
         path = scope["path"]
         try:
             response = None
-            if path not in OPEN_PATHS:
+            if not is_open_path(path):
                 response = self.refuse(request)
                 if response is None:
                     response, receive = await self._read_body(request, receive)
@@ -321,7 +331,10 @@ def create_app(
         f"Limits: {api.max_texts} texts of {api.max_chars} characters per request, top_k ≤ {api.max_top_k}, "
         f"bodies ≤ {max_body} bytes. Texts must be well-formed Unicode.",
         lifespan=lifespan,
+        docs_url=None,  # served by _add_docs, from local assets
+        redoc_url=None,
     )
+    _add_docs(app)
     app.state.settings = settings
     app.state.holder = holder
     app.state.limiter = limiter
@@ -524,6 +537,50 @@ def create_app(
         )
 
     return app
+
+
+def docs_assets_dir() -> Path:
+    """The folder of Swagger UI's and ReDoc's JavaScript/CSS as the ``fastapi-offline`` package ships them."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI), its OAuth2 redirect page and ``/redoc``, as FastAPI builds them but with every asset
+    served by this app under :data:`DOCS_STATIC`: no URL in these pages leaves the server."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=docs_assets_dir()), name="docs-static")
+    oauth2_redirect = "/docs/oauth2-redirect"
+
+    def local(request: Request, path: str) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + path
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=local(request, app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=local(request, oauth2_redirect),
+            swagger_js_url=local(request, f"{DOCS_STATIC}/swagger-ui-bundle.js"),
+            swagger_css_url=local(request, f"{DOCS_STATIC}/swagger-ui.css"),
+            swagger_favicon_url=local(request, f"{DOCS_STATIC}/favicon.png"),
+            # no badge asking validator.swagger.io about the schema
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=local(request, app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=local(request, f"{DOCS_STATIC}/redoc.standalone.js"),
+            redoc_favicon_url=local(request, f"{DOCS_STATIC}/favicon.png"),
+            with_google_fonts=False,
+        )
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -10,10 +10,10 @@ import polars as pl
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown, inline_images, table_output
 from lexdpr_pipeline.evaluation.report import headline_metrics
 from lexdpr_pipeline.evaluation.run import BASE, FINE_TUNED, EvalPlan, EvalRun, run_evaluation
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import CACHE_DIR, EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.resources import LexDprProject
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.storage import frame_content_hash
 from lexdpr_pipeline.tracking import log_artifact_or_path, log_metrics, log_params, start_run, tracking_target
 

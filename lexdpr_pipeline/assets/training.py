@@ -31,6 +31,8 @@ from lexdpr_pipeline.tracking import (
 )
 
 GROUP = "models"
+#: Metadata: train-split queries of the dataset_splits the model was trained from (the retrain policy's baseline).
+TRAIN_QUERIES_KEY = "dataset_train_queries"
 # Settings that change how a run goes, not what it produces: they stay out of the model's content key.
 _NOT_IN_KEY = {"resume", "device", "logging_steps", "save_total_limit"}
 
@@ -188,6 +190,7 @@ def trained_model(
             **metadata,
             "model_path": dg.MetadataValue.path(str(model_dir)),
             "reused_existing": reused,
+            TRAIN_QUERIES_KEY: dg.MetadataValue.int(dataset_splits.filter(pl.col("split") == "train").height),
             "mlflow_run_id": str(run_id),
             "mlflow_url": dg.MetadataValue.url(url) if url else "",
             "mlflow_tracking_uri": target.uri,

@@ -12,6 +12,7 @@ import polars as pl
 from lexdpr_pipeline.assets.common import count_table, image_markdown, inline_images, table_output
 from lexdpr_pipeline.assets.corpus import counter_for
 from lexdpr_pipeline.citations.table import citation_table
+from lexdpr_pipeline.index.bm25 import BM25Index, BM25Params
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.pairs import checks
 from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives, mine_dense_negatives
@@ -19,7 +20,6 @@ from lexdpr_pipeline.pairs.queries import QueryConfig, build_queries
 from lexdpr_pipeline.pairs.report import write_pairs_report
 from lexdpr_pipeline.pairs.splits import SplitConfig, assign_splits, split_sizes
 from lexdpr_pipeline.resources import LexDprProject
-from lexdpr_pipeline.search.bm25 import BM25Index, BM25Params
 from lexdpr_pipeline.settings import PairsSettings
 from lexdpr_pipeline.text.chunking import token_counter_name
 from lexdpr_pipeline.text.korean import KoreanTokenizer

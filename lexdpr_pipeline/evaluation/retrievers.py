@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 
 from lexdpr_pipeline.evaluation.queries import EvalQueries
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.index.exact import exact_search
 from lexdpr_pipeline.models.biencoder import BiEncoder
-from lexdpr_pipeline.search.bm25 import BM25Index
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from lexdpr_pipeline.evaluation.retrievers import (
     encode_corpus,
 )
 from lexdpr_pipeline.evaluation.scoring import PER_QUERY_SCHEMA, evaluate_systems, table_schema
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.settings import EvalSettings
 from lexdpr_pipeline.storage import write_parquet
 

@@ -1,1 +1,2 @@
-"""Vector search over passage embeddings (exact inner product; the FAISS index assets build on it)."""
+"""The indexes over passages: exact inner-product search, embeddings + cache, FAISS (:mod:`.faiss_index`) and BM25
+(:mod:`.bm25`)."""

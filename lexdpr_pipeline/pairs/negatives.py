@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from lexdpr_pipeline.search.bm25 import BM25Index
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.sources.ids import doc_id_of
 from lexdpr_pipeline.text.passages import duplicate_groups
 

@@ -1,1 +1,1 @@
-"""Retrieval: BM25 (and later dense/FAISS and hybrid) search."""
+"""Retrieval over the indexes (:mod:`lexdpr_pipeline.index`): the dense/BM25/hybrid engine, fusion, batch search."""

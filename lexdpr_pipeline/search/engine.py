@@ -36,9 +36,9 @@ import polars as pl
 from lexdpr_pipeline.search import fusion
 
 if TYPE_CHECKING:
+    from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.faiss_index import DenseIndex
     from lexdpr_pipeline.models.biencoder import BiEncoder
-    from lexdpr_pipeline.search.bm25 import BM25Index
     from lexdpr_pipeline.settings import SearchSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -453,10 +453,10 @@ def read_pointer(path: Path) -> dict:
 
 def load_engine(settings: Settings, pointer: Path | None = None) -> SearchEngine:
     """The engine for the index the pointer file names (default: :func:`pointer_path`)."""
+    from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.embeddings import EmbeddingSet
     from lexdpr_pipeline.index.faiss_index import DenseIndex
     from lexdpr_pipeline.models.biencoder import BiEncoder
-    from lexdpr_pipeline.search.bm25 import BM25Index
 
     ptr_path = Path(pointer) if pointer is not None else pointer_path(settings)
     ptr = read_pointer(ptr_path)

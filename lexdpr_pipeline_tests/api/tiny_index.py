@@ -75,10 +75,10 @@ def tiny_corpus() -> pl.DataFrame:
 def build_tiny_index(root: Path, model_dir: Path, version: str = "v1", *, faiss_type: str = "flat") -> Path:
     """Build everything under ``root`` and return the pointer ``root/indexes/CURRENT.json`` (index_version
     ``index-{version}``)."""
+    from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.embeddings import embed_corpus
     from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec
     from lexdpr_pipeline.models.biencoder import BiEncoder
-    from lexdpr_pipeline.search.bm25 import BM25Index
     from lexdpr_pipeline.storage import atomic_write_text, write_parquet
 
     corpus = tiny_corpus()

@@ -101,7 +101,7 @@ def test_bad_override_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path):
 def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, tmp_path: Path):
     """Issue 4's acceptance path: materialize trained_model + model_evaluation; both MLflow runs exist."""
     from lexdpr_pipeline.assets.evaluation import model_evaluation
-    from lexdpr_pipeline.search.bm25 import BM25Index
+    from lexdpr_pipeline.index.bm25 import BM25Index
 
     _, corpus = tiny_training_set()
 

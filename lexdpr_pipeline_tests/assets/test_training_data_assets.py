@@ -89,6 +89,9 @@ def test_graph_runs_and_every_check_passes(built) -> None:
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
+        "raw_statutes_completeness": True,
+        "raw_admin_rules_completeness": True,
+        "raw_precedents_completeness": True,
         "ids_exist_in_corpus": True,
         "no_positive_among_negatives": True,
         "no_document_spans_splits": True,

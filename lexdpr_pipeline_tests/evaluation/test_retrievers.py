@@ -11,8 +11,8 @@ import pytest
 from lexdpr_pipeline.evaluation.corpus import eval_corpus
 from lexdpr_pipeline.evaluation.queries import EvalQueries, eval_queries
 from lexdpr_pipeline.evaluation.retrievers import bm25_index_for, bm25_rankings, dense_rankings
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.models.biencoder import BiEncoder
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline_tests.evaluation.conftest import TEXTS
 
 

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from lexdpr_pipeline.citations.table import citation_table
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.pairs.queries import QueryConfig, QueryStats, build_queries
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.sources.mirror import read_precedents, read_statutes
 from lexdpr_pipeline.sources.records import ADMIN_RULE_SCHEMA, Precedent, StatuteArticle, to_frame
 from lexdpr_pipeline.text.chunking import WhitespaceTokenCounter

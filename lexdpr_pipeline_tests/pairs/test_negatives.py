@@ -7,10 +7,10 @@ from typing import Any
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.pairs.checks import ids_exist, no_positive_in_negatives
 from lexdpr_pipeline.pairs.negatives import ExclusionIndex, mine_bm25_negatives
 from lexdpr_pipeline.pairs.queries import PAIR_SCHEMA
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.sources.ids import doc_id_of
 from lexdpr_pipeline.text.passages import PASSAGE_SCHEMA, content_hash, merge_corpus
 from lexdpr_pipeline_tests.pairs.conftest import RealSlice

@@ -9,10 +9,10 @@ from typing import Any
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives
 from lexdpr_pipeline.pairs.report import PairsReport, build_pairs_report
 from lexdpr_pipeline.pairs.splits import SplitConfig, assign_splits, split_sizes
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.text.chunking import WhitespaceTokenCounter
 from lexdpr_pipeline_tests.pairs.conftest import RealSlice
 

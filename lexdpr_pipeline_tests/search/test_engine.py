@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import embed_corpus
 from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.search import fusion
-from lexdpr_pipeline.search.bm25 import BM25Index
 from lexdpr_pipeline.search.engine import SearchEngine, SearchFilters, load_engine
 from lexdpr_pipeline.settings import SearchSettings, load_settings
 from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lexdpr_pipeline.search.bm25 import (
+from lexdpr_pipeline.index.bm25 import (
     IDS_FILE,
     META_FILE,
     BM25Index,
