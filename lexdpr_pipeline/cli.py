@@ -79,10 +79,7 @@ def _scrub(text: str) -> str:
     from lexdpr_pipeline.logging_setup import scrub_secrets
 
     secrets = [v.strip() for k in _SECRET_ENV for v in (os.environ.get(k), state.dotenv.get(k)) if v and v.strip()]
-    text = scrub_secrets(text, secrets)
-    for secret in secrets:  # the raw value, whatever the shared scrubber does
-        text = text.replace(secret, "***")
-    return text
+    return scrub_secrets(text, secrets)
 
 
 def _one_line(text: str) -> str:

@@ -20,13 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lexdpr_pipeline_tests.api.schemathesis_run import run_schemathesis
-from lexdpr_pipeline_tests.api.tiny_index import build_tiny_model
+from lexdpr_pipeline_tests.tiny_model import build_tiny_model, build_tiny_tokenizer
 
 
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="lexdpr-schemathesis-") as tmp:
         root = Path(tmp)
-        model_dir = build_tiny_model(root / "model")
+        model_dir = build_tiny_model(root / "model", build_tiny_tokenizer(root / "tokenizer"), root / "hf")
         status, _ = run_schemathesis(root / "data", model_dir, argv)
     return status
 
