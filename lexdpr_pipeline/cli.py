@@ -433,7 +433,8 @@ def analyze_pairs(
     per-split numbers, citation resolution — a markdown report with PNG histograms, printed here."""
     import polars as pl
 
-    from lexdpr_pipeline.models.base import resolve_base_model
+    from lexdpr_pipeline.artifacts import ArtifactStore
+    from lexdpr_pipeline.models.resolve import resolve_base_model
     from lexdpr_pipeline.pairs.report import write_pairs_report
     from lexdpr_pipeline.text.chunking import token_counter_name
 
@@ -447,7 +448,7 @@ def analyze_pairs(
     splits, corpus, citations = (pl.read_parquet(tables / f"{n}.parquet") for n in needed)
     model_path = None
     if settings.text.tokenizer == "model":
-        model_path = resolve_base_model(settings.models.base_model, settings.data_dir / "models").path
+        model_path = resolve_base_model(settings.models.base_model, ArtifactStore.from_settings(settings)).path
     report = write_pairs_report(
         splits,
         corpus,
@@ -945,11 +946,14 @@ def search_cmd(
 
 
 def _encoder(settings: Settings, model: Path | None):
+    from lexdpr_pipeline.artifacts import ArtifactStore
     from lexdpr_pipeline.models.biencoder import BiEncoder
-    from lexdpr_pipeline.search.embed_file import resolve_model
+    from lexdpr_pipeline.models.resolve import model_for_serving
 
     try:
-        chosen = resolve_model(settings, model)
+        chosen = model_for_serving(
+            settings.embed.model, settings.models.base_model, ArtifactStore.from_settings(settings), model
+        )
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]no model:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
@@ -17,14 +15,14 @@ from lexdpr_pipeline.assets.training import TRAINING_ASSETS
 from lexdpr_pipeline.assets.training_data import INDEX_ASSETS, TRAINING_DATA_ASSETS, TRAINING_DATA_CHECKS
 from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job, retrain_job
 from lexdpr_pipeline.logging_setup import configure_logging
-from lexdpr_pipeline.resources import LawGoApi, LexDprIOManager, LexDprProject
+from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.schedules import (
     corpus_refresh_schedule,
     refresh_downstream_after_ingest,
     retrain_policy_sensor,
     retrain_schedule,
 )
-from lexdpr_pipeline.settings import Settings, dump, load_settings, shareable
+from lexdpr_pipeline.settings import Settings, load_settings
 
 
 def run_executor(model_step_concurrency: int, max_concurrent: int | None = None) -> dg.ExecutorDefinition:
@@ -46,7 +44,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         settings.logging.file,
         secrets=[settings.lawgo.oc.get_secret_value()] if settings.lawgo.oc else [],
     )
-    lawgo = settings.lawgo
     schedule = settings.schedule
     schedules = [corpus_refresh_schedule(schedule.refresh_cron, schedule.timezone)]
     if schedule.retrain_cron:
@@ -69,21 +66,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         jobs=[ingest_job, downstream_refresh_job, retrain_job, observe_sources_job, *SWEEP_JOBS],
         schedules=schedules,
         sensors=[refresh_downstream_after_ingest, retrain_policy_sensor(schedule.retrain_min_growth)],
-        resources={
-            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
-            "lawgo": LawGoApi(
-                base_url=lawgo.base_url,
-                # The key is read from the environment at run time and never stored in run config.
-                oc=dg.EnvVar("LAW_GO_KR_OC") if os.environ.get("LAW_GO_KR_OC") else None,
-                timeout_s=lawgo.timeout_s,
-                max_retries=lawgo.max_retries,
-                backoff_base_s=lawgo.backoff_base_s,
-                backoff_max_s=lawgo.backoff_max_s,
-                rate_limit_per_s=lawgo.rate_limit_per_s,
-                user_agent=lawgo.user_agent,
-            ),
-            "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
-        },
+        resources=project_resources(settings),
     )
 
 

@@ -1,13 +1,16 @@
-"""Dagster resources: project paths, the law.go.kr API client, and the Parquet IO manager."""
+"""Dagster resources: project settings, the artifact store, the law.go.kr API client, and the Parquet IO manager."""
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import yaml
 
-from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline.artifacts import ArtifactStore, Manifest
+from lexdpr_pipeline.settings import LawGoSettings, Settings
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient
 from lexdpr_pipeline.storage import atomic_write_text, write_parquet
 
@@ -50,17 +53,32 @@ class LexDprProject(dg.ConfigurableResource):
         return self.data / "models"
 
 
-class LawGoApi(dg.ConfigurableResource):
-    """law.go.kr DRF API client settings. ``oc`` comes from ``EnvVar("LAW_GO_KR_OC")`` and is never logged."""
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """The layout of ``data/`` (:class:`~lexdpr_pipeline.artifacts.ArtifactStore`): every asset that writes or reads
+    a model, embedding set, index or report asks it for the folder, never joins paths itself."""
 
-    base_url: str = "https://www.law.go.kr/DRF"
+    data_dir: str
+
+    @property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(Path(self.data_dir))
+
+
+class LawGoApi(dg.ConfigurableResource):
+    """The law.go.kr DRF client: its options are the ``lawgo`` settings section (declared once, in
+    :class:`~lexdpr_pipeline.settings.LawGoSettings`); ``oc`` comes from ``EnvVar("LAW_GO_KR_OC")`` and is never
+    logged or stored in run config."""
+
+    lawgo_yaml: str = ""  # the lawgo section without the key; empty: the defaults
     oc: str | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 5
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    rate_limit_per_s: float = 2.0
-    user_agent: str = "LexDPR/0.1"
+
+    @classmethod
+    def from_settings(cls, cfg: LawGoSettings, oc: str | dg.EnvVar | None) -> "LawGoApi":
+        return cls(lawgo_yaml=yaml.safe_dump(cfg.model_dump(mode="json", exclude={"oc"}), allow_unicode=True), oc=oc)
+
+    @property
+    def settings(self) -> LawGoSettings:
+        return LawGoSettings.model_validate(yaml.safe_load(self.lawgo_yaml) or {})
 
     def client(self) -> LawGoClient:
         if not self.oc:
@@ -68,16 +86,7 @@ class LawGoApi(dg.ConfigurableResource):
                 "The law.go.kr API needs an OC key: set LAW_GO_KR_OC (the e-mail id of your open.law.go.kr "
                 "account) or use source=mirror."
             )
-        return LawGoClient(
-            base_url=self.base_url,
-            oc=self.oc,
-            timeout=self.timeout_s,
-            max_retries=self.max_retries,
-            backoff_base_s=self.backoff_base_s,
-            backoff_max_s=self.backoff_max_s,
-            rate_limit_per_s=self.rate_limit_per_s,
-            user_agent=self.user_agent,
-        )
+        return LawGoClient.from_settings(self.settings, oc=self.oc)
 
 
 class LexDprIOManager(dg.ConfigurableIOManager):
@@ -92,22 +101,61 @@ class LexDprIOManager(dg.ConfigurableIOManager):
     def _path(self, key: dg.AssetKey, suffix: str) -> Path:
         return Path(self.base_dir).resolve().joinpath(*key.path).with_suffix(suffix)
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | dict) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | dict | Manifest) -> None:
         if isinstance(obj, pl.DataFrame):
             path = write_parquet(obj, self._path(context.asset_key, ".parquet"))
+        elif isinstance(obj, Manifest):
+            path = obj.write(self._path(context.asset_key, ".json"))
         elif isinstance(obj, dict):
             path = atomic_write_text(
                 self._path(context.asset_key, ".json"), json.dumps(obj, ensure_ascii=False, indent=2, default=str)
             )
         else:
-            raise TypeError(f"{context.asset_key.to_user_string()} must return a polars DataFrame or a dict")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} must return a polars DataFrame, a manifest or a dict"
+            )
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame | dict:
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | dict | Manifest:
         for suffix in (".parquet", ".json"):
             path = self._path(context.asset_key, suffix)
             if path.exists():
-                return pl.read_parquet(path) if suffix == ".parquet" else json.loads(path.read_text(encoding="utf-8"))
+                if suffix == ".parquet":
+                    return pl.read_parquet(path)
+                data = json.loads(path.read_text(encoding="utf-8"))
+                manifest_type = _manifest_type(context)
+                return manifest_type.from_dict(data) if manifest_type is not None else data
         raise FileNotFoundError(
             f"no stored value for {context.asset_key.to_user_string()} under {self.base_dir}: materialize it first"
         )
+
+
+def _manifest_type(context: dg.InputContext) -> type[Manifest] | None:
+    """The manifest class the consuming asset's parameter is annotated with (``trained_model: TrainedModelManifest``),
+    so a stored JSON manifest arrives typed — also one written before manifests carried their kind."""
+    typing_type = getattr(context.dagster_type, "typing_type", None)
+    if isinstance(typing_type, type) and issubclass(typing_type, Manifest) and dataclasses.is_dataclass(typing_type):
+        return typing_type
+    for arg in typing.get_args(typing_type):
+        if isinstance(arg, type) and issubclass(arg, Manifest):
+            return arg
+    return None
+
+
+def project_resources(settings: Settings) -> dict[str, object]:
+    """The resources every asset needs, built from the settings (definitions and tests use this one function).
+
+    The law.go.kr key is read from ``LAW_GO_KR_OC`` at run time and never stored in run config.
+    """
+    import os
+
+    from lexdpr_pipeline.settings import dump, shareable
+
+    return {
+        "project": LexDprProject(settings_yaml=dump(shareable(settings))),
+        "artifacts": ArtifactStoreResource(data_dir=str(settings.data_dir)),
+        "lawgo": LawGoApi.from_settings(
+            settings.lawgo, oc=dg.EnvVar("LAW_GO_KR_OC") if os.environ.get("LAW_GO_KR_OC") else None
+        ),
+        "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
+    }

@@ -1,8 +1,7 @@
 """Atomic file writes and content hashes. Every artifact LexDPR writes goes through here.
 
-Files: a temp file in the same folder + ``os.replace``. Folders (embeddings, indexes): :func:`staged_folder` writes a
-temp sibling, fsyncs it and renames it into place; the folders are content-addressed, so when the target already
-exists the fresh copy is dropped and the existing one kept (same key, same content).
+Files: a temp file in the same folder + ``os.replace``. Folders are staged by
+:func:`lexdpr_pipeline.artifacts.staging.staged_folder` (the one folder primitive), built on :func:`fsync_tree`.
 """
 
 from __future__ import annotations
@@ -10,11 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -101,35 +97,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_tree(path: Path) -> None:
-    """fsync every file directly in ``path``, then the folder itself."""
-    for file in path.iterdir():
-        if file.is_file():
-            with open(file, "rb") as fh:
+    """fsync every file under ``path`` (recursively), then each folder, deepest first."""
+    folders = [Path(path)]
+    for entry in sorted(Path(path).rglob("*")):
+        if entry.is_file() and not entry.is_symlink():
+            with open(entry, "rb") as fh:
                 os.fsync(fh.fileno())
-    fsync_dir(path)
-
-
-@contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
-    """Yield an empty temp folder next to ``target``; when the block ends without error it becomes ``target``.
-
-    If ``target`` appeared meanwhile (another run with the same key) the new copy is dropped.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        fsync_tree(tmp)
-        if target.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        elif entry.is_dir():
+            folders.append(entry)
+    for folder in reversed(folders):
+        fsync_dir(folder)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> Path:

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lexdpr_pipeline import cli
-from lexdpr_pipeline.index.embeddings import choose_model
+from lexdpr_pipeline.artifacts import ArtifactStore
 from lexdpr_pipeline.models.biencoder import BiEncoder, Template
-from lexdpr_pipeline.search.embed_file import ResolvedModel, resolve_model
+from lexdpr_pipeline.models.resolve import ModelChoice, choose_model, model_for_serving
 from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.api.fakes import FakeEngine
 from lexdpr_pipeline_tests.api.tiny_index import build_tiny_index
@@ -212,6 +212,11 @@ def test_embed_defaults_to_the_served_model(data_dir: Path, tmp_path: Path, tiny
 
 def test_model_choice_without_an_index(tmp_path: Path, tiny_model_dir: Path, prefixed_model_dir: Path) -> None:
     settings = load_settings(overrides=[f"paths.data_dir={tmp_path}", f"models.base_model={tiny_model_dir}"])
+
+    def resolve_model(settings, explicit=None):
+        store = ArtifactStore.from_settings(settings)
+        return model_for_serving(settings.embed.model, settings.models.base_model, store, explicit)
+
     chosen = resolve_model(settings)  # embed.model=trained, nothing trained, no index: the base model
     assert chosen.path == str(tiny_model_dir.resolve()) and "no model is trained yet" in chosen.origin
     settings.embed.model = str(prefixed_model_dir)
@@ -220,7 +225,7 @@ def test_model_choice_without_an_index(tmp_path: Path, tiny_model_dir: Path, pre
     trained.parent.mkdir(parents=True)
     trained.write_text(json.dumps({"path": str(prefixed_model_dir), "content_hash": "abc"}), encoding="utf-8")
     settings.embed.model = "trained"
-    assert resolve_model(settings) == ResolvedModel(str(prefixed_model_dir), "abc", "embed.model=trained")
+    assert resolve_model(settings) == ModelChoice(str(prefixed_model_dir), "abc", "embed.model=trained")
     assert resolve_model(settings, tiny_model_dir).origin == "--model"  # --model wins over everything
 
 

@@ -19,7 +19,7 @@ from lexdpr_pipeline.definitions import build_definitions, defs
 from lexdpr_pipeline.jobs import REFRESH_SELECTION
 from lexdpr_pipeline.orchestration import latest_metadata, materialize
 from lexdpr_pipeline.pairs.splits import split_sizes
-from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
+from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.schedules import (
     MODEL_TRAIN_QUERIES,
     SPLITS_TRAIN_QUERIES,
@@ -27,7 +27,7 @@ from lexdpr_pipeline.schedules import (
     retrain_policy_sensor,
     retrain_schedule,
 )
-from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline.storage import frame_content_hash
 from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice, with_changed_law
 
@@ -249,10 +249,7 @@ def _index_defs(tmp_path: Path, model_dir: Path, state: dict) -> dg.Definitions:
     assert len(real) == len(wanted)
     return dg.Definitions(
         assets=[raw_statutes_stand_in, merged_corpus_stand_in, trained_model_stand_in, *real],
-        resources={
-            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
-            "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
-        },
+        resources=project_resources(settings),
     )
 
 

@@ -118,12 +118,11 @@ def _scaled(embs: EmbeddingSet, n: int, seed: int) -> EmbeddingSet:
 
 
 def _default_model(settings) -> str:
-    pointer = settings.data_dir / "indexes" / "CURRENT.json"
-    if pointer.is_file():
-        return json.loads(pointer.read_text(encoding="utf-8"))["model_path"]
-    from lexdpr_pipeline.models.base import resolve_base_model
+    from lexdpr_pipeline.artifacts import ArtifactStore
+    from lexdpr_pipeline.models.resolve import model_for_serving
 
-    return resolve_base_model(settings.models.base_model, settings.data_dir / "models").load_target()
+    store = ArtifactStore.from_settings(settings)
+    return model_for_serving(settings.embed.model, settings.models.base_model, store).path
 
 
 def _folder_mb(path: Path) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.assets.common import count_table, table_output
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.settings import Settings
@@ -37,15 +38,15 @@ def passage_config(settings: Settings) -> PassageConfig:
     )
 
 
-def counter_for(project: LexDprProject, base_model: dict) -> TokenCounter:
-    path = Path(base_model["path"]) if base_model.get("path") else None
+def counter_for(project: LexDprProject, base_model: BaseModelManifest) -> TokenCounter:
+    path = Path(base_model.path) if base_model.path else None
     return token_counter(project.settings.text.tokenizer, path)
 
 
 def _passages(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
-    base_model: dict,
+    base_model: BaseModelManifest,
     build: Callable[[pl.DataFrame, TokenCounter, PassageConfig], tuple[pl.DataFrame, PassageStats]],
     raw: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
@@ -73,7 +74,10 @@ def _passages(
 
 @dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
 def law_passages(
-    context: dg.AssetExecutionContext, project: LexDprProject, raw_statutes: pl.DataFrame, base_model: dict
+    context: dg.AssetExecutionContext,
+    project: LexDprProject,
+    raw_statutes: pl.DataFrame,
+    base_model: BaseModelManifest,
 ) -> dg.Output[pl.DataFrame]:
     """Statute articles as passages (``민법 제750조(불법행위의 내용) …``), long ones chunked with overlap."""
     return _passages(context, project, base_model, statute_passages, raw_statutes)
@@ -81,7 +85,10 @@ def law_passages(
 
 @dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
 def admin_passages(
-    context: dg.AssetExecutionContext, project: LexDprProject, raw_admin_rules: pl.DataFrame, base_model: dict
+    context: dg.AssetExecutionContext,
+    project: LexDprProject,
+    raw_admin_rules: pl.DataFrame,
+    base_model: BaseModelManifest,
 ) -> dg.Output[pl.DataFrame]:
     """Administrative-rule articles as passages."""
     return _passages(context, project, base_model, admin_rule_passages, raw_admin_rules)
@@ -89,7 +96,10 @@ def admin_passages(
 
 @dg.asset(group_name=GROUP, code_version=CODE_VERSION, kinds={"polars", "parquet"})
 def prec_passages(
-    context: dg.AssetExecutionContext, project: LexDprProject, raw_precedents: pl.DataFrame, base_model: dict
+    context: dg.AssetExecutionContext,
+    project: LexDprProject,
+    raw_precedents: pl.DataFrame,
+    base_model: BaseModelManifest,
 ) -> dg.Output[pl.DataFrame]:
     """판시사항 and 판결요지 as passages of their own, 판례내용 in overlapping chunks."""
     return _passages(context, project, base_model, precedent_passages, raw_precedents)

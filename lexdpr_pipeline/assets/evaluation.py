@@ -7,6 +7,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.artifacts import BaseModelManifest, TrainedModelManifest
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown, inline_images, table_output
 from lexdpr_pipeline.evaluation.report import headline_metrics
 from lexdpr_pipeline.evaluation.run import BASE, FINE_TUNED, EvalPlan, EvalRun, run_evaluation
@@ -46,8 +47,8 @@ def _headline_metadata(run: EvalRun) -> dict[str, dg.MetadataValue]:
 def model_evaluation(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
-    trained_model: dict,
-    base_model: dict,
+    trained_model: TrainedModelManifest,
+    base_model: BaseModelManifest,
     dataset_splits: pl.DataFrame,
     merged_corpus: pl.DataFrame,
     bm25_index: dict,
@@ -57,30 +58,30 @@ def model_evaluation(
     es = settings.eval
     plan = EvalPlan.from_settings(es)
     # Loaders, so only one model is in memory at a time; the full BM25 index only when it matches the corpus.
-    models = {FINE_TUNED: partial(BiEncoder.load, trained_model["path"])}
+    models = {FINE_TUNED: partial(BiEncoder.load, trained_model.path)}
     # The passage_embeddings asset's per-model caches: passages are encoded once per model version, so the
     # zero-shot base is not re-encoded by every evaluation and the embeddings asset reuses what evaluation encoded.
     cache_root = project.data / "embeddings" / CACHE_DIR
-    caches = {FINE_TUNED: EmbeddingCache(cache_root, str(trained_model["content_hash"]))}
+    caches = {FINE_TUNED: EmbeddingCache(cache_root, trained_model.content_hash)}
     if es.compare_base:
-        models[BASE] = partial(BiEncoder.load, base_model["path"] or base_model["repo_id"])
-        caches[BASE] = EmbeddingCache(cache_root, str(base_model["content_hash"]))
+        models[BASE] = partial(BiEncoder.load, base_model.load_target())
+        caches[BASE] = EmbeddingCache(cache_root, base_model.content_hash)
     full_bm25 = None
     if bm25_index.get("passages") == merged_corpus.height:
         full_bm25 = partial(BM25Index.load, bm25_index["path"])
     tags = {
         "dagster_run_id": context.run_id,
         "dagster_asset_key": ASSET_NAME,
-        "model_content_hash": trained_model.get("content_hash"),
-        "base_model_content_hash": base_model.get("content_hash"),
+        "model_content_hash": trained_model.content_hash,
+        "base_model_content_hash": base_model.content_hash,
         "pairs_data_version": frame_content_hash(dataset_splits),
     }
     with start_run(tracking_target(settings), run_name="evaluation", tags=tags) as (_, handle):
         log_params(
             {
                 **es.model_dump(mode="json"),
-                "trained_model": trained_model.get("name"),
-                "base_model": base_model.get("name"),
+                "trained_model": trained_model.name,
+                "base_model": base_model.name,
             }
         )
         run = run_evaluation(
@@ -91,7 +92,7 @@ def model_evaluation(
             bm25=es.compare_bm25,
             full_bm25=full_bm25,
             out_dir=project.reports / GROUP,
-            notes={"fine-tuned model": trained_model.get("name"), "base model": base_model.get("name")},
+            notes={"fine-tuned model": trained_model.name, "base model": base_model.name},
             embedding_caches=caches if es.embedding_cache else None,
         )
         log_params({"eval_corpus_passages": run.corpus_size})

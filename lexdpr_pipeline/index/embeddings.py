@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from lexdpr_pipeline.sources.fingerprint import tree_fingerprint
-from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text, save_npy_atomic, staged_folder, write_parquet
+from lexdpr_pipeline.artifacts.staging import staged_folder
+from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text, save_npy_atomic, write_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -47,32 +47,6 @@ class PassageEncoder(Protocol):
     """What embedding needs from a model (:class:`~lexdpr_pipeline.models.biencoder.BiEncoder` has it)."""
 
     def encode_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    path: str  # what BiEncoder.load gets: a folder (or a hub id for a base model)
-    version: str  # identifies the weights (+ template): the content hash of the model
-
-
-def choose_model(spec: str, trained: Mapping | None, base: Mapping | None) -> ModelChoice:
-    """Resolve ``embed.model``: ``trained`` / ``base`` (their asset manifests) or a model folder."""
-    if spec == "trained":
-        if not trained or not trained.get("path"):
-            raise ValueError("embed.model=trained but the trained_model manifest has no path: train a model first")
-        return ModelChoice(str(trained["path"]), str(trained["content_hash"]))
-    if spec == "base":
-        if not base:
-            raise ValueError("embed.model=base but there is no base_model manifest")
-        target = base.get("path") or base.get("repo_id")
-        if not target:
-            raise ValueError(f"base_model manifest has neither path nor repo_id: {dict(base)}")
-        return ModelChoice(str(target), str(base["content_hash"]))
-    folder = Path(spec).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"embed.model={spec!r} is neither 'trained', 'base' nor a model folder")
-    # Same version string as base_model gives a local folder, so both share one cache.
-    return ModelChoice(str(folder.resolve()), tree_fingerprint(folder, "*")[0])
 
 
 def model_version_hash(model_version: str) -> str:

