@@ -217,7 +217,7 @@ def _instance_and_defs(settings: Settings):
 
     if "DAGSTER_HOME" in state.dotenv and not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = state.dotenv["DAGSTER_HOME"]
-    home = ensure_dagster_home(settings)
+    home = ensure_dagster_home(settings.dagster_home)
     console.print(f"[dim]DAGSTER_HOME={home}[/dim]")
     # Dagster's console logger, minus the failure events' stack traces (the CLI prints the one-line reason).
     defs = dg.Definitions.merge(
@@ -278,12 +278,12 @@ def config_init(
 def info() -> None:
     """Where this invocation's run lives: config file (and where it came from), data dir, DAGSTER_HOME, the search
     index, the MLflow store, and the `mlflow ui` command that opens it. Reads nothing but the settings."""
-    from lexdpr_pipeline.search.engine import pointer_path
+    from lexdpr_pipeline.artifacts import ArtifactStore
     from lexdpr_pipeline.tracking import UI_BASE_ENV
 
     settings = _settings()
     home = os.environ.get("DAGSTER_HOME") or state.dotenv.get("DAGSTER_HOME") or str(settings.dagster_home)
-    index = pointer_path(settings)
+    index = ArtifactStore.from_settings(settings).pointer_path
     # as tracking.tracking_target decides, without creating the store's folder
     uri = (
         settings.tracking.tracking_uri
@@ -307,6 +307,7 @@ def info() -> None:
 
 
 def _print_states(states, instance=None) -> None:
+    from lexdpr_pipeline.assets.common import PASSAGES_KEY, ROWS_KEY, WALL_TIME_KEY
     from lexdpr_pipeline.orchestration import latest_metadata
 
     table = Table(title="asset status")
@@ -315,13 +316,13 @@ def _print_states(states, instance=None) -> None:
     for st in states:
         color = {"FRESH": "green", "STALE": "yellow", "MISSING": "red"}[st.status]
         meta = latest_metadata(instance, st.key) if instance is not None else {}
-        rows = meta.get("rows", meta.get("passages", ""))
+        rows = meta.get(ROWS_KEY, meta.get(PASSAGES_KEY, ""))
         table.add_row(
             st.key.to_user_string(),
             f"[{color}]{st.status}[/{color}]",
             "; ".join(st.causes),
             str(rows),
-            str(meta.get("wall_time_s", "")),
+            str(meta.get(WALL_TIME_KEY, "")),
         )
     console.print(table)
 
@@ -418,7 +419,10 @@ def gen_data(
 
 
 def _print_report_location() -> None:
-    report = _settings().reports_dir / "training_data" / "pairs_report.md"
+    from lexdpr_pipeline.artifacts import ArtifactStore
+    from lexdpr_pipeline.pairs.report import REPORT_FILE, report_dir
+
+    report = report_dir(ArtifactStore.from_settings(_settings())) / REPORT_FILE
     if report.exists():
         console.print(f"pairs report: {report}")
 
@@ -430,32 +434,30 @@ def analyze_pairs(
     ] = None,
 ) -> None:
     """Statistics of the materialized training pairs: query types, positives/negatives per query, token lengths,
-    per-split numbers, citation resolution — a markdown report with PNG histograms, printed here."""
-    import polars as pl
-
+    per-split numbers, citation resolution — a markdown report with PNG histograms, printed here. The same report
+    the dataset_splits asset writes (one library function), from the stored tables."""
     from lexdpr_pipeline.artifacts import ArtifactStore
     from lexdpr_pipeline.models.resolve import resolve_base_model
-    from lexdpr_pipeline.pairs.report import write_pairs_report
-    from lexdpr_pipeline.text.chunking import token_counter_name
+    from lexdpr_pipeline.pairs.build import report_args
+    from lexdpr_pipeline.pairs.report import report_dir, write_pairs_report
 
     settings = _settings()
-    tables = settings.tables_dir
+    store = ArtifactStore.from_settings(settings)
     needed = ["dataset_splits", "merged_corpus", "precedent_citations"]
-    missing = [n for n in needed if not (tables / f"{n}.parquet").exists()]
+    missing = [n for n in needed if not store.has_table(n)]
     if missing:
         console.print(f"[red]missing {', '.join(missing)}[/red]: run `lex-dpr gen-data` first")
         raise typer.Exit(1)
-    splits, corpus, citations = (pl.read_parquet(tables / f"{n}.parquet") for n in needed)
-    model_path = None
-    if settings.text.tokenizer == "model":
-        model_path = resolve_base_model(settings.models.base_model, ArtifactStore.from_settings(settings)).path
+    splits, corpus, citations = (store.read_table(n) for n in needed)
+    base = resolve_base_model(settings.models.base_model, store)
     report = write_pairs_report(
         splits,
         corpus,
         citations,
-        out or settings.reports_dir / "training_data",
-        settings,
-        token_counter_name(settings.text.tokenizer, model_path),
+        out or report_dir(store),
+        pairs=settings.pairs,
+        train=settings.train,
+        **report_args(settings.text, base),
     )
     console.print(report.markdown)
     console.print(f"\nwritten: {report.markdown_path} (+ {len(report.images)} PNG plots)")
@@ -467,25 +469,39 @@ def materialize_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Max items per ingest asset (demo runs).")] = None,
     source: Annotated[str | None, typer.Option(help="Ingest source: mirror or api.")] = None,
 ) -> None:
-    """Materialize assets (default: the whole graph), recorded in the persistent instance."""
-    from lexdpr_pipeline.assets.ingest import INGEST_ASSETS
-    from lexdpr_pipeline.orchestration import ops_config
+    """Materialize assets (default: the whole graph), recorded in the persistent instance. --limit and --source
+    are the ingest assets' run config (ingest.max_items / ingest.source for this run)."""
+    from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, IngestConfig, ingest_settings
+    from lexdpr_pipeline.orchestration import run_config_for
 
     _choice(source, _INGEST_SOURCES, "--source")
     settings = _settings()
+    overrides = [f"ingest.{k}={v}" for k, v in {"source": source, "max_items": limit}.items() if v is not None]
+    effective = _checked_overrides(ingest_settings, settings, overrides)
     instance, defs = _instance_and_defs(settings)
     graph = defs.resolve_asset_graph()
     keys = [k for k in _select(select, graph) if k in graph.materializable_asset_keys]
     if not keys:
         _fail(f"--select {select!r} matches no materializable asset (see `lex-dpr status`)", 2)
-    names = [a.key.path[-1] for a in INGEST_ASSETS if a.key in keys]
-    if names and (source or settings.ingest.source) == "api":
+    ingest = [a for a in INGEST_ASSETS if a.key in keys]
+    if ingest and effective.ingest.source == "api":
         _require_oc("or use --source mirror")
-    config = ops_config(names, {"max_items": limit, "source": source})
+    config = run_config_for(dict.fromkeys(ingest, IngestConfig(overrides=overrides))) if overrides else None
     _run(keys, config, trigger="materialize", instance=instance, defs=defs)
 
 
 _INGEST_SOURCES = ("mirror", "api")
+
+
+def _checked_overrides(apply, settings: Settings, overrides: list[str]) -> Settings:  # type: ignore[no-untyped-def]
+    """``apply(settings, overrides)`` (the run config's overrides, as the asset will apply them): a bad key or value
+    fails here, one line per bad setting and exit 2, before any run is recorded."""
+    try:
+        return apply(settings, overrides)
+    except ValueError as exc:
+        for line in _config_error_lines(exc):
+            typer.echo(_scrub(f"configuration error: {line}"), err=True)
+        raise typer.Exit(2) from None
 
 
 def _select(select: str, graph) -> set:  # type: ignore[no-untyped-def]
@@ -527,68 +543,54 @@ def crawl_precedents(
     full: Annotated[bool, typer.Option(help="Ignore the incremental state and list everything.")] = False,
 ) -> None:
     """Crawl precedents from the law.go.kr API (needs LAW_GO_KR_OC) through the raw_precedents asset."""
-    import dagster as dg
-
-    from lexdpr_pipeline.orchestration import ops_config
+    from lexdpr_pipeline.assets.ingest import IngestConfig, ingest_settings, raw_precedents
+    from lexdpr_pipeline.orchestration import run_config_for
 
     start, end = _iso(since), _iso(until)
     if start and end and start > end:
         raise typer.BadParameter(f"--since {start} is after --until {end}")
-    _settings()  # a bad configuration fails here, in one line per bad setting
+    settings = _settings()  # a bad configuration fails here, in one line per bad setting
+    overrides = ["ingest.source=api", *([f"ingest.max_items={limit}"] if limit is not None else [])]
+    _checked_overrides(ingest_settings, settings, overrides)
     _require_oc("or read the precedent-kr mirror: lex-dpr materialize --select raw_precedents --source mirror")
-    config = {
-        "source": "api",
-        "since": start,
-        "until": end,
-        "max_items": limit,
-        "incremental": not full,
-    }
-    _run([dg.AssetKey("raw_precedents")], ops_config(["raw_precedents"], config), trigger="crawl-precedents")
+    config = IngestConfig(overrides=overrides, since=start, until=end, incremental=not full)
+    _run([raw_precedents.key], run_config_for({raw_precedents: config}), trigger="crawl-precedents")
 
 
 # training and evaluation ------------------------------------------------------------------------------------------
 
 
-def _with_missing_upstream(instance, defs, key):
-    """``key`` plus whichever of its upstream assets were never materialized (stale ones are left as they are:
-    ``lex-dpr refresh`` is the command that brings everything up to date)."""
-    import dagster as dg
+def _with_missing_upstream(instance, defs, run: list, needs: tuple = ()) -> list:  # type: ignore[no-untyped-def]
+    """The assets ``run`` (materialized anyway) after the never-materialized ones they or ``needs`` (inputs of a
+    job that is not an asset, e.g. the sweep's) depend on, in dependency order, printing the latter: the one
+    "also materialize missing upstream" of every command (stale ones are left as they are: ``lex-dpr refresh`` is
+    the command that brings everything up to date)."""
+    from lexdpr_pipeline.orchestration import missing_upstream
 
-    from lexdpr_pipeline.orchestration import asset_states
-
-    graph = defs.resolve_asset_graph()
-    upstream = dg.AssetSelection.assets(key).upstream().resolve(graph)
-    missing = [s.key for s in asset_states(instance, defs) if s.status == "MISSING" and s.key in upstream]
-    return [*[k for k in missing if k != key], key]
+    missing = [k for k in missing_upstream(instance, defs, [*run, *needs]) if k not in run]
+    if missing:
+        console.print(f"[dim]also materializing missing upstream: {', '.join(k.to_user_string() for k in missing)}")
+    return [*missing, *run]
 
 
 def _train(overrides: list[str], test_run: bool, trigger: str) -> None:
-    import dagster as dg
-
-    from lexdpr_pipeline.orchestration import latest_metadata
+    from lexdpr_pipeline.orchestration import latest_metadata, run_config_for
+    from lexdpr_pipeline.settings import with_overrides
 
     settings = _settings()
-    try:  # the flags as settings: a bad value fails here, before any run
-        from lexdpr_pipeline.settings import with_overrides
-
-        with_overrides(settings, overrides)
-    except ValueError as exc:
-        for line in _config_error_lines(exc):
-            typer.echo(_scrub(f"configuration error: {line}"), err=True)
-        raise typer.Exit(2) from None
+    _checked_overrides(with_overrides, settings, overrides)  # the flags as settings: a bad value fails here
     instance, defs = _instance_and_defs(settings)
-    key = dg.AssetKey("trained_model")
-    keys = _with_missing_upstream(instance, defs, key)
-    if len(keys) > 1:
-        console.print(f"[dim]also materializing missing upstream: {', '.join(k.to_user_string() for k in keys[:-1])}")
-    config = {"ops": {"trained_model": {"config": {"overrides": overrides, "test_run": test_run}}}}
+    from lexdpr_pipeline.assets import training as t  # after the definitions: the training stack is loaded then
+
+    keys = _with_missing_upstream(instance, defs, [t.trained_model.key])
+    config = run_config_for({t.trained_model: t.TrainRunConfig(overrides=overrides, test_run=test_run)})
     _run(keys, config, trigger=trigger, instance=instance, defs=defs)
-    meta = latest_metadata(instance, key)
+    meta = latest_metadata(instance, t.trained_model.key)
     console.print(
-        f"model: {meta.get('model_path')}\n"
-        f"valid nDCG@10: {meta.get('valid_ndcg@10')}  train pairs/s: {meta.get('train_pairs_per_s')}  "
-        f"reused: {meta.get('reused_existing')}\n"
-        f"MLflow run: {meta.get('mlflow_url')} ({meta.get('mlflow_tracking_uri')})"
+        f"model: {meta.get(t.MODEL_PATH_KEY)}\n"
+        f"valid nDCG@10: {meta.get(t.VALID_NDCG_KEY)}  train pairs/s: {meta.get(t.PAIRS_PER_S_KEY)}  "
+        f"reused: {meta.get(t.REUSED_KEY)}\n"
+        f"MLflow run: {meta.get(t.MLFLOW_URL_KEY)} ({meta.get(t.MLFLOW_URI_KEY)})"
     )
 
 
@@ -641,20 +643,20 @@ def eval_cmd(
     show: Annotated[bool, typer.Option("--show", help="Print the latest evaluation without running one.")] = False,
 ) -> None:
     """Evaluate: materialize ``model_evaluation`` (fine-tuned vs zero-shot base vs BM25) and print the table."""
-    import dagster as dg
-
     from lexdpr_pipeline.orchestration import latest_metadata
 
     instance, defs = _instance_and_defs(_settings())
-    key = dg.AssetKey("model_evaluation")
+    from lexdpr_pipeline.assets import evaluation as e  # after the definitions: the model stack is loaded then
+
+    key = e.model_evaluation.key
     if not show:
-        _run(_with_missing_upstream(instance, defs, key), trigger="eval", instance=instance, defs=defs)
+        _run(_with_missing_upstream(instance, defs, [key]), trigger="eval", instance=instance, defs=defs)
     meta = latest_metadata(instance, key)
     if not meta:
         console.print("no evaluation yet: run `lex-dpr eval`")
         raise typer.Exit(1)
-    _print_report(str(meta.get("report", "")))
-    for name in ("eval_corpus_passages", "report_path", "per_query_ranks", "mlflow_run_url"):
+    _print_report(str(meta.get(e.REPORT_KEY, "")))
+    for name in (e.CORPUS_PASSAGES_KEY, e.REPORT_PATH_KEY, e.RANKS_KEY, e.MLFLOW_RUN_URL_KEY):
         if meta.get(name) is not None:
             console.print(f"{name}: {meta[name]}")
 
@@ -762,8 +764,7 @@ def sweep_cmd(
     import dagster as dg
     from rich.markdown import Markdown
 
-    from lexdpr_pipeline.assets.sweeps import INPUTS, SWEEP_KEY
-    from lexdpr_pipeline.orchestration import asset_states, latest_metadata
+    from lexdpr_pipeline.orchestration import latest_metadata, run_config_for
     from lexdpr_pipeline.sweeps.space import load_spec
 
     _choice(strategy, ("grid", "random", "tpe"), "--strategy")
@@ -773,28 +774,33 @@ def sweep_cmd(
         console.print(f"[red]sweep file error:[/red] {exc}")
         raise typer.Exit(2) from exc
     instance, defs = _instance_and_defs(_settings())
-    needed = dg.AssetSelection.assets(*INPUTS).upstream().resolve(defs.resolve_asset_graph())
-    missing = [st.key for st in asset_states(instance, defs) if st.status == "MISSING" and st.key in needed]
+    from lexdpr_pipeline.assets import sweeps as sw  # after the definitions: the training stack is loaded then
+
+    missing = _with_missing_upstream(instance, defs, [], needs=tuple(dg.AssetKey(name) for name in sw.INPUTS))
     if missing:
-        console.print(f"[dim]materializing missing upstream: {', '.join(k.to_user_string() for k in missing)}")
         _run(missing, trigger="sweep", instance=instance, defs=defs)
-    config = {"sweep_file": str(sweep_file.resolve()), "n_trials": trials, "timeout_s": timeout, "strategy": strategy}
-    run_config = {"ops": {"hyperparameter_sweep": {"config": {k: v for k, v in config.items() if v is not None}}}}
+    config = sw.SweepRunConfig(
+        sweep_file=str(sweep_file.resolve()),
+        n_trials=trials,
+        timeout_s=timeout,
+        strategy=sw.SweepStrategy(strategy) if strategy else None,
+    )
+    run_config = run_config_for({sw.hyperparameter_sweep_op: config})
     started = time.perf_counter()
-    result = defs.resolve_job_def("sweep_job").execute_in_process(
+    result = defs.resolve_job_def(sw.sweep_job.name).execute_in_process(
         instance=instance, run_config=_log_config(run_config), tags={"lexdpr/trigger": "sweep"}, raise_on_error=False
     )
     if not result.success:
         _run_failed(result)
     console.print(f"run {result.run_id}: success in {time.perf_counter() - started:.1f}s")
-    meta = latest_metadata(instance, SWEEP_KEY)
-    console.print(Markdown(str(meta.get("summary", ""))))
-    console.print(Markdown(str(meta.get("trials_table", ""))))
-    for name in ("best_config", "sweep_dir", "mlflow_url"):
+    meta = latest_metadata(instance, sw.SWEEP_KEY)
+    console.print(Markdown(str(meta.get(sw.SUMMARY_KEY, ""))))
+    console.print(Markdown(str(meta.get(sw.TRIALS_TABLE_KEY, ""))))
+    for name in (sw.BEST_CONFIG_KEY, sw.SWEEP_DIR_KEY, sw.MLFLOW_URL_KEY):
         if meta.get(name):
             console.print(f"{name}: {meta[name]}")
-    if meta.get("best_config"):
-        console.print(f"train with the best settings: lex-dpr --config {meta['best_config']} train")
+    if meta.get(sw.BEST_CONFIG_KEY):
+        console.print(f"train with the best settings: lex-dpr --config {meta[sw.BEST_CONFIG_KEY]} train")
 
 
 # search, embeddings, API ------------------------------------------------------------------------------------------

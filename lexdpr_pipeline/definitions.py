@@ -1,4 +1,10 @@
-"""The Dagster code location: ``[tool.dagster]`` in pyproject points ``dagster dev`` and the CLI here."""
+"""The Dagster code location: ``[tool.dagster]`` in pyproject and workspace.yaml point ``dagster dev``,
+``dagster asset materialize -m lexdpr_pipeline.definitions`` and ``dagster-graphql -m`` here.
+
+Nothing is built on import: Dagster finds the :func:`code_location` loader (``@dg.definitions``) and calls it, and
+the CLI calls :func:`build_definitions` itself, once per command, with the settings of its ``--config``/``--set``.
+``from lexdpr_pipeline.definitions import defs`` still works (built on first use, from the effective settings).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from lexdpr_pipeline.assets.models import MODEL_ASSETS
 from lexdpr_pipeline.assets.search_index import SEARCH_INDEX_ASSETS, SEARCH_INDEX_CHECKS
 from lexdpr_pipeline.assets.sweeps import SWEEP_ASSETS, SWEEP_JOBS
 from lexdpr_pipeline.assets.training import TRAINING_ASSETS
-from lexdpr_pipeline.assets.training_data import INDEX_ASSETS, TRAINING_DATA_ASSETS, TRAINING_DATA_CHECKS
+from lexdpr_pipeline.assets.training_data import TRAINING_DATA_ASSETS, TRAINING_DATA_CHECKS
 from lexdpr_pipeline.jobs import downstream_refresh_job, ingest_job, observe_sources_job, retrain_job
 from lexdpr_pipeline.logging_setup import configure_logging
 from lexdpr_pipeline.resources import project_resources
@@ -54,7 +60,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *INGEST_ASSETS,
             *MODEL_ASSETS,
             *CORPUS_ASSETS,
-            *INDEX_ASSETS,
             *TRAINING_DATA_ASSETS,
             *TRAINING_ASSETS,
             *EVALUATION_ASSETS,
@@ -70,4 +75,21 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def code_location() -> dg.Definitions:
+    """What Dagster's tools load: the definitions of the effective settings (``LEXDPR_CONFIG``, ./lexdpr.yaml,
+    the environment), built when Dagster asks for them."""
+    return build_definitions()
+
+
+_defs: dg.Definitions | None = None
+
+
+def __getattr__(name: str) -> dg.Definitions:
+    """``defs``: the definitions of the effective settings, built on first access and kept (tests, scripts)."""
+    global _defs
+    if name != "defs":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _defs is None:
+        _defs = build_definitions()
+    return _defs

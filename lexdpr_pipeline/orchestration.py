@@ -22,7 +22,6 @@ from dagster._time import get_current_datetime
 from dagster._utils.error import SerializableErrorInfo
 
 from lexdpr_pipeline.jobs import OBSERVE_JOB_NAME
-from lexdpr_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +29,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _FALLBACK_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
-def ensure_dagster_home(settings: Settings) -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else ``{data_dir}/dagster_home`` (created, with the project's dagster.yaml).
+def ensure_dagster_home(default: Path) -> Path:
+    """Use ``$DAGSTER_HOME`` if set, else ``default`` (``Settings.dagster_home``: ``{data_dir}/dagster_home``),
+    created with the project's dagster.yaml.
 
     This is what makes history, and therefore staleness, survive between CLI runs.
     """
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists():
@@ -279,10 +279,27 @@ def mark_console_echoes(logger_name: str = "lexdpr_pipeline") -> None:
             handler.addFilter(_mark_echoed)
 
 
-def ops_config(asset_names: Iterable[str], config: Mapping[str, Any]) -> dict[str, Any]:
-    """Run config that gives the same op config to each named asset (skipping empty values)."""
-    clean = {k: v for k, v in config.items() if v is not None}
-    return {"ops": {name: {"config": clean} for name in asset_names}} if clean else {}
+def run_config_for(configs: Mapping[dg.AssetsDefinition | dg.OpDefinition, dg.Config]) -> dict[str, Any]:
+    """Run config giving each asset's op (or each op) its typed config object.
+
+    The op names come from the definitions and the shape from their ``dg.Config`` classes, so renaming an asset,
+    an op or a config field breaks the caller at import or type-check time instead of leaving an ignored key.
+    """
+    ops: dict[str, dg.Config] = {}
+    for target, config in configs.items():
+        name = target.op.name if isinstance(target, dg.AssetsDefinition) else target.name
+        ops[name] = config
+    return {section: value for section, value in dg.RunConfig(ops=ops).to_config_dict().items() if value}
+
+
+def missing_upstream(
+    instance: dg.DagsterInstance, defs: dg.Definitions, keys: Iterable[dg.AssetKey]
+) -> list[dg.AssetKey]:
+    """The never-materialized assets among ``keys`` and everything upstream of them, in dependency order: what a
+    command must materialize first (stale ones are left as they are: ``lex-dpr refresh`` brings those up to date)."""
+    graph = defs.resolve_asset_graph()
+    needed = dg.AssetSelection.assets(*keys).upstream().resolve(graph)
+    return [s.key for s in asset_states(instance, defs) if s.status == "MISSING" and s.key in needed]
 
 
 def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, Any]:

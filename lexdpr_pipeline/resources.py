@@ -33,24 +33,8 @@ class LexDprProject(dg.ConfigurableResource):
         return cached
 
     @property
-    def data(self) -> Path:
-        return self.settings.data_dir
-
-    @property
     def mirror(self) -> Path:
         return self.settings.paths.mirror_dir.resolve()
-
-    @property
-    def raw_lawgo(self) -> Path:
-        return self.data / "raw" / "lawgo"
-
-    @property
-    def reports(self) -> Path:
-        return self.settings.reports_dir
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data / "models"
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
@@ -133,7 +117,10 @@ class LexDprIOManager(dg.ConfigurableIOManager):
 def _manifest_type(context: dg.InputContext) -> type[Manifest] | None:
     """The manifest class the consuming asset's parameter is annotated with (``trained_model: TrainedModelManifest``),
     so a stored JSON manifest arrives typed — also one written before manifests carried their kind."""
-    typing_type = getattr(context.dagster_type, "typing_type", None)
+    try:
+        typing_type = getattr(context.dagster_type, "typing_type", None)
+    except dg.DagsterInvariantViolationError:  # a bare build_input_context() has no type: hand over the dict
+        return None
     if isinstance(typing_type, type) and issubclass(typing_type, Manifest) and dataclasses.is_dataclass(typing_type):
         return typing_type
     for arg in typing.get_args(typing_type):
@@ -157,5 +144,5 @@ def project_resources(settings: Settings) -> dict[str, object]:
         "lawgo": LawGoApi.from_settings(
             settings.lawgo, oc=dg.EnvVar("LAW_GO_KR_OC") if os.environ.get("LAW_GO_KR_OC") else None
         ),
-        "io_manager": LexDprIOManager(base_dir=str(settings.tables_dir)),
+        "io_manager": LexDprIOManager(base_dir=str(ArtifactStore.from_settings(settings).tables_dir)),
     }

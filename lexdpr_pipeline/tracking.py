@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import mlflow
 
-    from lexdpr_pipeline.settings import Settings
+    from lexdpr_pipeline.settings import Settings, TrackingSettings
 
 UI_BASE_ENV = "LEXDPR_MLFLOW_UI"  # e.g. http://mlflow.internal:5000; default http://127.0.0.1:5000
 DAGSTER_UI_ENV = "LEXDPR_DAGSTER_UI"  # e.g. http://127.0.0.1:3000; unset: no link to the Dagster run
@@ -48,11 +48,16 @@ class TrackingTarget:
 
 
 def tracking_target(settings: Settings, environ: Mapping[str, str] | None = None) -> TrackingTarget:
+    return target_for(settings.tracking, settings.data_dir, environ)
+
+
+def target_for(tracking: TrackingSettings, data_dir: Path, environ: Mapping[str, str] | None = None) -> TrackingTarget:
+    """Where runs go, from the ``tracking`` section alone (the default sqlite store lives under ``data_dir``)."""
     env = os.environ if environ is None else environ
-    uri = settings.tracking.tracking_uri or env.get("MLFLOW_TRACKING_URI")
+    uri = tracking.tracking_uri or env.get("MLFLOW_TRACKING_URI")
     artifact_root = None
     if not uri:
-        root = settings.data_dir / "mlflow"
+        root = Path(data_dir) / "mlflow"
         root.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{root / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
@@ -63,9 +68,9 @@ def tracking_target(settings: Settings, environ: Mapping[str, str] | None = None
     return TrackingTarget(
         uri,
         artifact_root,
-        settings.tracking.experiment,
+        tracking.experiment,
         env.get(UI_BASE_ENV, "http://127.0.0.1:5000"),
-        settings.tracking.dagster_ui or env.get(DAGSTER_UI_ENV) or None,
+        tracking.dagster_ui or env.get(DAGSTER_UI_ENV) or None,
     )
 
 
@@ -128,6 +133,16 @@ def start_run(
         all_tags["mlflow.parentRunId"] = parent_run_id
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags, nested=nested) as run:
         yield run, RunHandle(run.info.run_id, exp, target.run_url(exp, run.info.run_id))
+
+
+def end_run(status: str, tags: Mapping[str, str] | None = None) -> None:
+    """End the active run with ``status`` (``FAILED``, ``KILLED`` …), setting ``tags`` first; inside a
+    :func:`start_run` block the block's own end is then a no-op."""
+    import mlflow
+
+    if tags:
+        mlflow.set_tags(dict(tags))
+    mlflow.end_run(status)
 
 
 def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

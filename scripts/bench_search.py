@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from lexdpr_pipeline.artifacts import ArtifactStore  # noqa: E402
 from lexdpr_pipeline.index.bm25 import BM25Index  # noqa: E402
 from lexdpr_pipeline.index.embeddings import EmbeddingSet, embed_corpus  # noqa: E402
 from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec, approximate_recall  # noqa: E402
@@ -117,11 +118,9 @@ def _scaled(embs: EmbeddingSet, n: int, seed: int) -> EmbeddingSet:
     return EmbeddingSet(ids, ["x"] * n, vecs, model_version=f"{embs.model_version}:scaled")
 
 
-def _default_model(settings) -> str:
-    from lexdpr_pipeline.artifacts import ArtifactStore
+def _default_model(settings, store: ArtifactStore) -> str:
     from lexdpr_pipeline.models.resolve import model_for_serving
 
-    store = ArtifactStore.from_settings(settings)
     return model_for_serving(settings.embed.model, settings.models.base_model, store).path
 
 
@@ -150,9 +149,10 @@ def _percentile_ms(samples: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     settings = load_settings()
-    corpus_path = args.corpus or settings.tables_dir / "merged_corpus.parquet"
-    splits_path = args.splits or settings.tables_dir / "dataset_splits.parquet"
-    model_path = str(args.model) if args.model else _default_model(settings)
+    store = ArtifactStore.from_settings(settings)
+    corpus_path = args.corpus or store.table_path("merged_corpus")
+    splits_path = args.splits or store.table_path("dataset_splits")
+    model_path = str(args.model) if args.model else _default_model(settings, store)
     batch_size = args.batch_size or settings.embed.batch_size
     figures: dict = {"model": model_path, "corpus": str(corpus_path)}
 

@@ -48,7 +48,8 @@ from lexdpr_pipeline.api.schemas import (
     SearchResponse,
     request_models,
 )
-from lexdpr_pipeline.search.engine import SearchFilters, pointer_path
+from lexdpr_pipeline.artifacts import ArtifactStore
+from lexdpr_pipeline.search.engine import SearchFilters
 from lexdpr_pipeline.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -282,8 +283,9 @@ def create_app(
     every ``api.reload_check_s`` seconds) or on ``POST /admin/reload``. ``clock`` drives the rate limiters (tests).
     """
     api = settings.api
-    pointer = pointer or pointer_path(settings)
-    holder = EngineHolder(engine_loader or _default_loader(settings, pointer), pointer, warm_up=warm_up)
+    store = ArtifactStore.from_settings(settings)
+    pointer = pointer or store.pointer_path
+    holder = EngineHolder(engine_loader or _default_loader(settings, pointer), store, pointer=pointer, warm_up=warm_up)
     limiter = RateLimiter(api.rate_limit_per_minute, clock=clock) if api.rate_limit_per_minute else None
     reload_limiter = (
         RateLimiter(api.reload_rate_limit_per_minute, clock=clock) if api.reload_rate_limit_per_minute else None

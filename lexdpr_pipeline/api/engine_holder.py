@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lexdpr_pipeline.artifacts import ArtifactStore
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,7 +65,7 @@ def public_reason(exc: BaseException, stage: str, *, published: bool = True) -> 
         what = "a file of the published index is missing"
     elif isinstance(exc, PermissionError):
         what = "a file of the published index cannot be read"
-    elif isinstance(exc, UnicodeDecodeError | json.JSONDecodeError):
+    elif any(isinstance(e, UnicodeDecodeError | json.JSONDecodeError) for e in _causes(exc)):
         what = "the index pointer is not valid JSON"
     elif isinstance(exc, ValueError | KeyError | TypeError):
         what = "the published index is invalid"
@@ -74,20 +76,35 @@ def public_reason(exc: BaseException, stage: str, *, published: bool = True) -> 
     return f"{what} ({type(exc).__name__}; details in the server log)"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from (the store wraps a JSON error of the pointer in a ValueError)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__  # type: ignore[assignment]
+    return chain
+
+
 class EngineHolder:
     """Holds the current engine; ``loader()`` builds a new one (e.g. ``lambda: load_engine(settings)``) and
-    ``warm_up(engine)``, when given, runs on it before it is served (an engine that fails it is not swapped in)."""
+    ``warm_up(engine)``, when given, runs on it before it is served (an engine that fails it is not swapped in).
+    ``store`` (and ``pointer``, a pointer file other than the store's) say which pointer file to watch."""
 
     def __init__(
         self,
         loader: Callable[[], Any],
-        pointer: Path | None = None,
+        store: ArtifactStore | None = None,
         *,
+        pointer: Path | None = None,
         warm_up: Callable[[Any], None] | None = None,
     ) -> None:
         self._loader = loader
         self._warm_up = warm_up
-        self.pointer = pointer
+        if pointer is not None and store is None:
+            raise ValueError("watching a pointer file needs the artifact store it belongs to")
+        self._store = store
+        # the watched pointer file: ``pointer``, else the store's; none without a store (nothing to watch)
+        self.pointer = Path(pointer) if pointer is not None else (store.pointer_path if store is not None else None)
         self._current: Loaded | None = None
         self._load_lock = threading.Lock()
         self._attempted_signature: str | None = None
@@ -108,12 +125,18 @@ class EngineHolder:
 
     def pointer_signature(self) -> str | None:
         """sha256 of the pointer file's bytes; None when there is no pointer file (or none is watched)."""
-        if self.pointer is None:
-            return None
+        raw = self._pointer_bytes()
+        return hashlib.sha256(raw).hexdigest() if raw is not None else None
+
+    def _pointer_bytes(self) -> bytes | None:
+        return self._store.pointer_bytes(self.pointer) if self._store is not None else None
+
+    def _published(self) -> bool:
+        """Whether there is a pointer file to load from (or none is watched: the loader decides)."""
         try:
-            return hashlib.sha256(Path(self.pointer).read_bytes()).hexdigest()
-        except FileNotFoundError:
-            return None
+            return self.pointer is None or self._pointer_bytes() is not None
+        except OSError:
+            return True  # there, but unreadable
 
     def reload(self, reason: str = "admin", *, if_changed: bool = False) -> ReloadResult:
         """Load a new engine now and swap it in; on failure keep the current one and record the error.
@@ -136,7 +159,7 @@ class EngineHolder:
                 versions = _versions(engine)
             except Exception as exc:  # any loader failure must leave the served engine in place
                 seconds = time.perf_counter() - started
-                published = self.pointer is None or Path(self.pointer).exists()
+                published = self._published()
                 expected = isinstance(exc, FileNotFoundError | ValueError)  # no index yet, a bad pointer: no traceback
                 logger.error(
                     "engine reload (%s) failed after %.1fs (%s: %s); %s",

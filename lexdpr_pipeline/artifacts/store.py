@@ -36,6 +36,8 @@ class Kind(StrEnum):
     BM25 = "bm25"
     FAISS = "faiss"
     REPORTS = "reports"
+    LAWGO_RAW = "lawgo_raw"
+    SWEEP = "sweep"  # one folder per sweep name: optuna.db, trials table, best.yaml, trial folders
 
 
 _ROOTS: dict[Kind, tuple[str, ...]] = {
@@ -47,6 +49,8 @@ _ROOTS: dict[Kind, tuple[str, ...]] = {
     Kind.BM25: ("indexes", "bm25"),
     Kind.FAISS: ("indexes", "faiss"),
     Kind.REPORTS: ("reports",),
+    Kind.LAWGO_RAW: ("raw", "lawgo"),  # the crawler's resumable store of law.go.kr responses
+    Kind.SWEEP: ("sweeps",),
 }
 
 

@@ -17,6 +17,11 @@ from lexdpr_pipeline.storage import frame_content_hash, write_parquet
 
 COMPUTE_TAG = "lexdpr/compute"
 MODEL_STEP_TAGS = {COMPUTE_TAG: "model"}  # torch steps: limited by schedule.model_step_concurrency within a run
+#: Standard metadata (every table asset; `lex-dpr status` shows them): row count and wall time of the step.
+ROWS_KEY = "rows"
+WALL_TIME_KEY = "wall_time_s"
+#: Row count of an artifact asset whose output is a manifest (embeddings, indexes), shown where a table has ROWS_KEY.
+PASSAGES_KEY = "passages"
 
 
 def _cell(value: Any, width: int = 48) -> str:
@@ -97,10 +102,10 @@ def table_output(
     """Wrap a frame with a content-hash DataVersion so unchanged outputs never make downstream stale."""
     version = frame_content_hash(frame)
     meta: dict[str, Any] = {
-        "rows": dg.MetadataValue.int(frame.height),
+        ROWS_KEY: dg.MetadataValue.int(frame.height),
         "content_hash": version,
         "preview": dg.MetadataValue.md(markdown_preview(frame, preview_columns)),
         **(metadata or {}),
-        "wall_time_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        WALL_TIME_KEY: dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     }
     return dg.Output(frame, data_version=dg.DataVersion(version), metadata=meta)

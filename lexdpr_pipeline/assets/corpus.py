@@ -10,8 +10,8 @@ import polars as pl
 
 from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.assets.common import count_table, table_output
-from lexdpr_pipeline.resources import LexDprProject
-from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline.resources import ArtifactStoreResource, LexDprProject
+from lexdpr_pipeline.settings import TextSettings
 from lexdpr_pipeline.storage import atomic_write_text
 from lexdpr_pipeline.text.chunking import TokenCounter, token_counter
 from lexdpr_pipeline.text.passages import (
@@ -26,21 +26,23 @@ from lexdpr_pipeline.text.passages import (
 GROUP = "corpus"
 CODE_VERSION = "passages-1"
 PREVIEW = ["passage_id", "title", "n_tokens", "text"]
+#: Report file of merged_corpus (under data/reports/corpus/).
+MERGED_STATS_FILE = "merged_corpus_stats.json"
 
 
-def passage_config(settings: Settings) -> PassageConfig:
-    t = settings.text
+def passage_config(text: TextSettings) -> PassageConfig:
     return PassageConfig(
-        max_tokens=t.max_tokens,
-        overlap=t.overlap,
-        min_body_chars=t.min_body_chars,
-        prec_body_max_chunks=t.prec_body_max_chunks,
+        max_tokens=text.max_tokens,
+        overlap=text.overlap,
+        min_body_chars=text.min_body_chars,
+        prec_body_max_chunks=text.prec_body_max_chunks,
     )
 
 
-def counter_for(project: LexDprProject, base_model: BaseModelManifest) -> TokenCounter:
+def counter_for(text: TextSettings, base_model: BaseModelManifest) -> TokenCounter:
+    """The token counter of ``text.tokenizer`` (``model``: the base model's tokenizer)."""
     path = Path(base_model.path) if base_model.path else None
-    return token_counter(project.settings.text.tokenizer, path)
+    return token_counter(text.tokenizer, path)
 
 
 def _passages(
@@ -52,8 +54,9 @@ def _passages(
 ) -> dg.Output[pl.DataFrame]:
     """Build one source's passages with the base model's tokenizer and the standard metadata."""
     started = time.perf_counter()
-    counter = counter_for(project, base_model)
-    frame, stats = build(raw, counter, passage_config(project.settings))
+    text = project.settings.text
+    counter = counter_for(text, base_model)
+    frame, stats = build(raw, counter, passage_config(text))
     context.log.info(f"{context.asset_key.to_user_string()}: {stats.as_dict()}")
     chunked = frame.filter(pl.col("n_chunks") > 1)["doc_id"].n_unique() if frame.height else 0
     return table_output(
@@ -108,7 +111,7 @@ def prec_passages(
 @dg.asset(group_name=GROUP, code_version="merged-1", kinds={"polars", "parquet"})
 def merged_corpus(
     context: dg.AssetExecutionContext,
-    project: LexDprProject,
+    artifacts: ArtifactStoreResource,
     law_passages: pl.DataFrame,
     admin_passages: pl.DataFrame,
     prec_passages: pl.DataFrame,
@@ -116,7 +119,7 @@ def merged_corpus(
     """All passages, identical texts deduplicated by content hash; dropped ids are kept as ``aliases``."""
     started = time.perf_counter()
     merged, stats = merge_corpus([law_passages, admin_passages, prec_passages])
-    atomic_write_text(project.reports / GROUP / "merged_corpus_stats.json", json.dumps(stats, indent=2))
+    atomic_write_text(artifacts.store.report_path(GROUP, MERGED_STATS_FILE), json.dumps(stats, indent=2))
     return table_output(
         merged,
         started=started,

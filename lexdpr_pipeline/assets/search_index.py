@@ -1,11 +1,11 @@
-"""Group ``index``: passage embeddings, the FAISS index, their checks, and the pointer the search engine loads.
+"""Group ``index``: the BM25 index, passage embeddings, the FAISS index, their checks, and the pointer the search
+engine loads.
 
-``bm25_index`` (the lexical half of hybrid search) lives in ``assets/training_data.py``; ``faiss_index`` names it in
-``data/indexes/CURRENT.json`` so the CLI and the API load one consistent set (model, FAISS, BM25, corpus).
+Each asset is a thin call into :mod:`lexdpr_pipeline.index` (``publish.py``: the build/reuse/update decisions and the
+pointer); folders come from the ``artifacts`` store. ``faiss_index`` publishes ``data/indexes/CURRENT.json`` (model,
+FAISS, BM25, corpus) so the CLI and the API load one consistent set.
 """
 
-import datetime as dt
-import json
 import time
 from pathlib import Path
 
@@ -13,24 +13,22 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from lexdpr_pipeline.artifacts import BaseModelManifest, TrainedModelManifest
-from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
-from lexdpr_pipeline.index.embeddings import EmbeddingSet, embed_corpus
-from lexdpr_pipeline.index.faiss_index import (
-    IDS_FILE,
-    META_FILE,
-    DenseIndex,
-    IndexSpec,
-    UpdateReport,
-    approximate_recall,
-    find_previous,
-    index_key,
+from lexdpr_pipeline.artifacts import (
+    ArtifactStore,
+    BaseModelManifest,
+    Bm25IndexManifest,
+    EmbeddingSetManifest,
+    FaissIndexManifest,
+    Kind,
+    TrainedModelManifest,
 )
+from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
+from lexdpr_pipeline.index.embeddings import EmbeddingSet, EmbedResult, embed_corpus
+from lexdpr_pipeline.index.faiss_index import IDS_FILE, DenseIndex, IndexSpec, approximate_recall
+from lexdpr_pipeline.index.publish import FaissBuild, build_or_reuse_bm25, build_or_update_faiss, publish_index
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.models.resolve import choose_model
-from lexdpr_pipeline.resources import LexDprProject
-from lexdpr_pipeline.search.engine import pointer_path
-from lexdpr_pipeline.storage import atomic_write_text
+from lexdpr_pipeline.resources import ArtifactStoreResource, LexDprProject
 
 GROUP = "index"
 RECALL_K = 10
@@ -40,19 +38,61 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
 
+def _seconds(started: float) -> dg.MetadataValue:
+    return dg.MetadataValue.float(round(time.perf_counter() - started, 3))
+
+
+@dg.asset(group_name=GROUP, code_version="bm25-1", kinds={"bm25"})
+def bm25_index(artifacts: ArtifactStoreResource, merged_corpus: pl.DataFrame) -> dg.Output[Bm25IndexManifest]:
+    """BM25 over ``merged_corpus`` with Korean morphological tokens (kiwipiepy; article references and case
+    numbers kept whole), stored at a content-addressed folder; an unchanged corpus reuses the stored index."""
+    started = time.perf_counter()
+    built = build_or_reuse_bm25(merged_corpus, artifacts.store)
+    manifest = built.manifest
+    return dg.Output(
+        manifest,
+        data_version=dg.DataVersion(manifest.content_hash),
+        metadata={
+            "path": dg.MetadataValue.path(manifest.path),
+            "passages": dg.MetadataValue.int(manifest.passages),
+            "reused_existing": built.reused,
+            "wall_time_s": _seconds(started),
+        },
+    )
+
+
+def _embedding_metadata(result: EmbedResult, manifest: EmbeddingSetManifest, model: str, started: float) -> dict:
+    elapsed = time.perf_counter() - started
+    return {
+        "path": dg.MetadataValue.path(manifest.path),
+        "model": model,
+        "model_path": manifest.model_path,
+        "content_hash": manifest.content_hash,
+        "passages": dg.MetadataValue.int(manifest.passages),
+        "dim": dg.MetadataValue.int(manifest.dim),
+        "encoded": dg.MetadataValue.int(result.encoded),
+        "reused": dg.MetadataValue.int(result.reused),
+        "existing_set_reused": result.from_existing,
+        "passages_per_s": dg.MetadataValue.float(round(result.encoded / elapsed, 1) if result.encoded else 0.0),
+        "size_mb": dg.MetadataValue.float(round(_folder_bytes(result.path) / 2**20, 2)),
+        "wall_time_s": dg.MetadataValue.float(round(elapsed, 3)),
+    }
+
+
 @dg.asset(group_name=GROUP, code_version="embeddings-1", kinds={"numpy", "pytorch"}, op_tags=MODEL_STEP_TAGS)
 def passage_embeddings(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
+    artifacts: ArtifactStoreResource,
     merged_corpus: pl.DataFrame,
     trained_model: TrainedModelManifest,
     base_model: BaseModelManifest,
-) -> dg.Output[dict]:
+) -> dg.Output[EmbeddingSetManifest]:
     """``merged_corpus`` embedded with the model ``embed.model`` names (trained | base | a folder): float32
     normalized vectors + ids at ``data/embeddings/<key>/``. Only passages whose content hash the per-model cache
-    lacks are encoded."""
+    (``data/embeddings/cache/``, shared with evaluation) lacks are encoded."""
     started = time.perf_counter()
-    settings = project.settings
+    settings, store = project.settings, artifacts.store
     choice = choose_model(settings.embed.model, trained_model, base_model)
     context.log.info(f"embedding {merged_corpus.height} passages with {choice.path} ({settings.embed.model})")
     result = embed_corpus(
@@ -60,126 +100,59 @@ def passage_embeddings(
         lambda: BiEncoder.load(choice.path),
         model_version=choice.version,
         model_path=choice.path,
-        root=project.data / "embeddings",
+        root=store.root(Kind.EMBEDDINGS),
+        cache_root=store.root(Kind.EMBEDDING_CACHE),
         batch_size=settings.embed.batch_size,
         progress=True,
     )
-    emb = result.embeddings
-    manifest = {
-        "path": str(result.path),
-        "model_path": choice.path,
-        "model_version": choice.version,
-        "dim": emb.dim,
-        "passages": len(emb),
-        "content_hash": emb.key,
-        "reused": result.reused,
-        "encoded": result.encoded,
-    }
-    elapsed = time.perf_counter() - started
+    manifest = result.manifest(choice.path)
     return dg.Output(
         manifest,
-        data_version=dg.DataVersion(str(emb.key)),
-        metadata={
-            "path": dg.MetadataValue.path(str(result.path)),
-            "model": settings.embed.model,
-            "model_path": choice.path,
-            "content_hash": str(emb.key),
-            "passages": dg.MetadataValue.int(len(emb)),
-            "dim": dg.MetadataValue.int(emb.dim),
-            "encoded": dg.MetadataValue.int(result.encoded),
-            "reused": dg.MetadataValue.int(result.reused),
-            "existing_set_reused": result.from_existing,
-            "passages_per_s": dg.MetadataValue.float(round(result.encoded / elapsed, 1) if result.encoded else 0.0),
-            "size_mb": dg.MetadataValue.float(round(_folder_bytes(result.path) / 2**20, 2)),
-            "wall_time_s": dg.MetadataValue.float(round(elapsed, 3)),
-        },
+        data_version=dg.DataVersion(manifest.content_hash),
+        metadata=_embedding_metadata(result, manifest, settings.embed.model, started),
     )
 
 
-def _previous_faiss_path(project: LexDprProject) -> Path | None:
-    try:
-        return Path(json.loads(pointer_path(project.settings).read_text(encoding="utf-8"))["faiss_path"])
-    except (FileNotFoundError, KeyError, ValueError, TypeError):
-        return None
+def _faiss_metadata(build: FaissBuild, pointer_file: Path, started: float) -> dict:
+    report = build.report
+    return {
+        "path": dg.MetadataValue.path(str(build.path)),
+        "pointer": dg.MetadataValue.path(str(pointer_file)),
+        "faiss_type": build.spec.faiss_type,
+        "content_hash": build.key,
+        "params": dg.MetadataValue.json({**build.meta["params"], **build.meta.get("info", {})}),
+        "passages": dg.MetadataValue.int(len(build.embeddings)),
+        "update": report.describe(),
+        "added": dg.MetadataValue.int(report.added),
+        "removed": dg.MetadataValue.int(report.removed),
+        "size_mb": dg.MetadataValue.float(round(_folder_bytes(build.path) / 2**20, 2)),
+        "wall_time_s": _seconds(started),
+    }
 
 
 @dg.asset(group_name=GROUP, code_version="faiss-1", kinds={"faiss"})
 def faiss_index(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
-    passage_embeddings: dict,
-    bm25_index: dict,
-) -> dg.Output[dict]:
+    artifacts: ArtifactStoreResource,
+    passage_embeddings: EmbeddingSetManifest,
+    bm25_index: Bm25IndexManifest,
+) -> dg.Output[FaissIndexManifest]:
     """A FAISS index (``index.faiss_type``: flat | ivf | hnsw) over the passage embeddings at
     ``data/indexes/faiss/<key>/``, updated incrementally from the previous index where the type allows. Writes
     ``data/indexes/CURRENT.json`` (model, FAISS, BM25, corpus) for the search engine."""
     started = time.perf_counter()
-    settings = project.settings
-    emb = EmbeddingSet.load(Path(passage_embeddings["path"]))
-    spec = IndexSpec.from_settings(settings.index)
-    key = index_key(str(emb.key), spec)
-    root = project.data / "indexes" / "faiss"
-    path = root / key[:20]
-    if (path / META_FILE).is_file():
-        report = UpdateReport("reused", reason="an index with this content key exists")
-        meta = DenseIndex.read_meta(path)
-    else:
-        previous = find_previous(
-            root, model_version=emb.model_version, spec=spec, dim=emb.dim, prefer=_previous_faiss_path(project)
-        )
-        if previous is not None:
-            context.log.info(f"updating the index at {previous}")
-            index, report = DenseIndex.load(previous).update(emb, spec=spec, progress=True)
-        else:
-            index = DenseIndex.build(emb, spec, progress=True)
-            report = UpdateReport("built", reason="no previous index of this model and type")
-        index.save(path)
-        meta = DenseIndex.read_meta(path)
-    context.log.info(f"FAISS {spec.faiss_type}: {report.describe()}")
-    created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    pointer = {
-        "model_path": passage_embeddings["model_path"],
-        "model_version": emb.model_version,
-        "faiss_path": str(path),
-        "faiss_type": spec.faiss_type,
-        "bm25_path": bm25_index.get("path"),
-        "corpus_path": str(settings.tables_dir / "merged_corpus.parquet"),
-        "embeddings_path": str(passage_embeddings["path"]),
-        "passages": len(emb),
-        "index_version": key,
-        "created_at": created_at,
-    }
-    pointer_file = atomic_write_text(pointer_path(settings), json.dumps(pointer, ensure_ascii=False, indent=2) + "\n")
-    manifest = {
-        "path": str(path),
-        "faiss_type": spec.faiss_type,
-        "params": meta["params"],
-        "info": meta.get("info", {}),
-        "dim": emb.dim,
-        "passages": len(emb),
-        "model_path": passage_embeddings["model_path"],
-        "model_version": emb.model_version,
-        "embeddings_path": str(passage_embeddings["path"]),
-        "bm25_path": bm25_index.get("path"),
-        "content_hash": key,
-        "update": report.describe(),
-    }
+    store = artifacts.store
+    embeddings = EmbeddingSet.load(Path(passage_embeddings.path))
+    build = build_or_update_faiss(embeddings, IndexSpec.from_settings(project.settings.index), store)
+    context.log.info(f"FAISS {build.spec.faiss_type}: {build.report.describe()}")
+    manifest = build.manifest(passage_embeddings, bm25_index)
+    corpus_path = store.table_path("merged_corpus")
+    publish_index(store, embeddings=passage_embeddings, faiss=manifest, bm25=bm25_index, corpus_path=corpus_path)
     return dg.Output(
         manifest,
-        data_version=dg.DataVersion(key),
-        metadata={
-            "path": dg.MetadataValue.path(str(path)),
-            "pointer": dg.MetadataValue.path(str(pointer_file)),
-            "faiss_type": spec.faiss_type,
-            "content_hash": key,
-            "params": dg.MetadataValue.json({**meta["params"], **meta.get("info", {})}),
-            "passages": dg.MetadataValue.int(len(emb)),
-            "update": report.describe(),
-            "added": dg.MetadataValue.int(report.added),
-            "removed": dg.MetadataValue.int(report.removed),
-            "size_mb": dg.MetadataValue.float(round(_folder_bytes(path) / 2**20, 2)),
-            "wall_time_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
-        },
+        data_version=dg.DataVersion(manifest.content_hash),
+        metadata=_faiss_metadata(build, store.pointer_path, started),
     )
 
 
@@ -189,8 +162,8 @@ def faiss_index(
     additional_ins={"merged_corpus": dg.AssetIn("merged_corpus")},
     description="The index holds exactly the passages of merged_corpus (ids and content hashes), each once.",
 )
-def faiss_index_matches_corpus(faiss_index: dict, merged_corpus: pl.DataFrame) -> dg.AssetCheckResult:
-    table = pl.read_parquet(Path(faiss_index["path"]) / IDS_FILE)
+def faiss_index_matches_corpus(faiss_index: FaissIndexManifest, merged_corpus: pl.DataFrame) -> dg.AssetCheckResult:
+    table = pl.read_parquet(Path(faiss_index.path) / IDS_FILE)
     indexed = set(table["passage_id"].to_list())
     corpus = set(merged_corpus["passage_id"].to_list())
     missing, extra = sorted(corpus - indexed), sorted(indexed - corpus)
@@ -217,16 +190,15 @@ def faiss_index_matches_corpus(faiss_index: dict, merged_corpus: pl.DataFrame) -
     )
 
 
-def recall_queries(project: LexDprProject, model_path: str, embeddings: EmbeddingSet, n: int) -> tuple[np.ndarray, str]:
+def recall_queries(store: ArtifactStore, model_path: str, embeddings: EmbeddingSet, n: int) -> tuple[np.ndarray, str]:
     """Query vectors for the recall check: ``n`` seeded test-split queries of ``dataset_splits`` encoded with the
     model when that table exists, else ``n`` seeded passage vectors (said so in the returned description).
 
     ``dataset_splits`` is read from its table rather than declared as an input, so the index can be built (and
     checked) before any training data exists.
     """
-    splits_path = project.settings.tables_dir / "dataset_splits.parquet"
-    if splits_path.is_file():
-        test = pl.read_parquet(splits_path, columns=["query_text", "split"]).filter(pl.col("split") == "test")
+    if store.has_table("dataset_splits"):
+        test = store.read_table("dataset_splits", columns=["query_text", "split"]).filter(pl.col("split") == "test")
         if test.height:
             texts = test.sample(min(n, test.height), seed=0)["query_text"].to_list()
             return BiEncoder.load(model_path).encode_queries(texts), f"{len(texts)} test queries of dataset_splits"
@@ -242,15 +214,17 @@ def recall_queries(project: LexDprProject, model_path: str, embeddings: Embeddin
     description="IVF/HNSW: recall@10 against exact search ≥ index.recall_floor on a seeded query sample "
     "(test-split queries when dataset_splits exists, else passage vectors). Flat is exact.",
 )
-def faiss_recall_at_10(project: LexDprProject, faiss_index: dict) -> dg.AssetCheckResult:
+def faiss_recall_at_10(
+    project: LexDprProject, artifacts: ArtifactStoreResource, faiss_index: FaissIndexManifest
+) -> dg.AssetCheckResult:
     settings = project.settings.index
-    if faiss_index["faiss_type"] == "flat":
+    if faiss_index.faiss_type == "flat":
         return dg.AssetCheckResult(
             passed=True, description="flat index: exact search", metadata={"recall_at_10": dg.MetadataValue.float(1.0)}
         )
-    emb = EmbeddingSet.load(Path(faiss_index["embeddings_path"]))
-    index = DenseIndex.load(Path(faiss_index["path"]), nprobe=settings.ivf_nprobe, ef_search=settings.hnsw_ef_search)
-    queries, source = recall_queries(project, faiss_index["model_path"], emb, settings.recall_sample_queries)
+    emb = EmbeddingSet.load(Path(faiss_index.embeddings_path))
+    index = DenseIndex.load(Path(faiss_index.path), nprobe=settings.ivf_nprobe, ef_search=settings.hnsw_ef_search)
+    queries, source = recall_queries(artifacts.store, faiss_index.model_path, emb, settings.recall_sample_queries)
     recall = approximate_recall(index, emb, queries, RECALL_K)
     return dg.AssetCheckResult(
         passed=recall >= settings.recall_floor,
@@ -266,5 +240,5 @@ def faiss_recall_at_10(project: LexDprProject, faiss_index: dict) -> dg.AssetChe
     )
 
 
-SEARCH_INDEX_ASSETS = [passage_embeddings, faiss_index]
+SEARCH_INDEX_ASSETS = [bm25_index, passage_embeddings, faiss_index]
 SEARCH_INDEX_CHECKS = [faiss_index_matches_corpus, faiss_recall_at_10]

@@ -6,4 +6,6 @@
 - :mod:`.scoring`: metrics per system, overall / per query type / per source, and per-query ranks
 - :mod:`.validation`: the quick dense validation used for early stopping while training
 - :mod:`.report`: the markdown report and bar chart
+- :mod:`.run`: one evaluation end to end; :mod:`.tracked`: that evaluation as an MLflow run (the ``model_evaluation``
+  asset's workflow)
 """

@@ -18,12 +18,11 @@ whose tokenizer signature (config, scheme version, kiwipiepy versions) differs f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from lexdpr_pipeline.storage import fsync_dir, fsync_tree
+from lexdpr_pipeline.artifacts.staging import staged_folder
 from lexdpr_pipeline.text.korean import KoreanTokenizer, TokenizerConfig
 
 logger = logging.getLogger(__name__)
@@ -79,6 +78,23 @@ def _check_corpus(ids: Sequence[str], n_texts: int) -> list[str]:
         dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         raise ValueError(f"ids must be unique; {len(dupes)} repeated, e.g. {dupes[:5]}")
     return ids
+
+
+def _replaceable(path: Path) -> bool:
+    """What :meth:`BM25Index.save` may replace: an empty folder or a saved BM25 index (never a file or other data)."""
+    return path.is_dir() and (not any(path.iterdir()) or BM25Index.is_saved(path))
+
+
+def corpus_key(corpus: pl.DataFrame, tokenizer: KoreanTokenizer, params: BM25Params) -> str:
+    """Content key of the index over ``corpus`` (``passage_id``, ``text``): the texts in order, the tokenizer's
+    signature and the BM25 parameters. The folder of the ``bm25_index`` asset is named by it."""
+    h = hashlib.sha256(json.dumps([tokenizer.signature(), repr(params)], sort_keys=True).encode())
+    for pid, text in corpus.select("passage_id", "text").iter_rows():
+        h.update(pid.encode())
+        h.update(b"\0")
+        h.update(text.encode())
+        h.update(b"\1")
+    return h.hexdigest()
 
 
 class BM25Index:
@@ -238,19 +254,15 @@ class BM25Index:
     # persistence ------------------------------------------------------------------------------------------------
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the index to ``directory`` atomically (temp sibling + rename); an existing index there is replaced.
+        """Write the index to ``directory`` atomically (:func:`~lexdpr_pipeline.artifacts.staging.staged_folder`); an
+        existing index there is replaced.
 
         Refuses to replace a non-empty folder that is not a saved BM25 index.
         """
         import bm25s
 
         target = Path(directory)
-        if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / META_FILE).is_file())):
-            raise FileExistsError(f"{target} exists and is not a BM25 index; not replacing it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
-        try:
-            tmp.mkdir()
+        with staged_folder(target, on_exists="replace", replaceable=_replaceable) as tmp:
             self._retriever.save(tmp, show_progress=False)
             pl.DataFrame({"id": self._ids}, schema={"id": pl.String()}).write_parquet(
                 tmp / IDS_FILE, compression="zstd"
@@ -266,20 +278,13 @@ class BM25Index:
             }
             meta["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
             (tmp / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-            fsync_tree(tmp)
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-            fsync_dir(target.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         logger.info("BM25: saved %d documents to %s", len(self._ids), target)
         return target
+
+    @staticmethod
+    def is_saved(directory: str | os.PathLike[str]) -> bool:
+        """Whether ``directory`` holds a saved index (its metadata file: written last, inside the staged folder)."""
+        return (Path(directory) / META_FILE).is_file()
 
     @classmethod
     def load(

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from lexdpr_pipeline.artifacts.manifests import EmbeddingSetManifest
 from lexdpr_pipeline.artifacts.staging import staged_folder
 from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text, save_npy_atomic, write_parquet
 
@@ -241,6 +242,20 @@ class EmbedResult:
     reused: int  # passages whose vectors came from the cache or an existing set
     from_existing: bool  # the whole set already existed under its key
 
+    def manifest(self, model_path: str) -> EmbeddingSetManifest:
+        """What the ``passage_embeddings`` asset records (``model_path``: the model as it was chosen for this run)."""
+        emb = self.embeddings
+        return EmbeddingSetManifest(
+            path=str(self.path),
+            model_path=model_path,
+            model_version=emb.model_version,
+            dim=emb.dim,
+            passages=len(emb),
+            content_hash=str(emb.key),
+            reused=self.reused,
+            encoded=self.encoded,
+        )
+
 
 def _corpus_columns(corpus: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
     missing = {"passage_id", "content_hash", "text"} - set(corpus.columns)
@@ -263,6 +278,7 @@ def embed_corpus(
     *,
     model_version: str,
     root: Path,
+    cache_root: Path | None = None,
     model_path: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
@@ -271,6 +287,8 @@ def embed_corpus(
     """Embed ``corpus`` (passage_id, content_hash, text) into ``<root>/<key>/``, encoding only what the cache lacks.
 
     ``encoder`` may be a zero-argument factory: the model is then only loaded when something needs encoding.
+    ``cache_root``: where the per-model caches live (default ``<root>/cache``; the pipeline passes the store's
+    ``Kind.EMBEDDING_CACHE`` root, which evaluation shares).
     """
     ids, hashes, texts = _corpus_columns(corpus)
     key = embeddings_key(model_version, ids, hashes)
@@ -285,7 +303,8 @@ def embed_corpus(
     for i, h in enumerate(hashes):
         first.setdefault(h, i)
     unique = list(first)
-    cache = EmbeddingCache(Path(root) / CACHE_DIR, model_version) if use_cache else None
+    cache_dir = Path(cache_root) if cache_root is not None else Path(root) / CACHE_DIR
+    cache = EmbeddingCache(cache_dir, model_version) if use_cache else None
     vectors_by_hash: dict[str, np.ndarray] = {}
     found_pos, found_vecs = cache.lookup(unique) if cache else (np.zeros(0, np.int64), None)
     if found_vecs is not None:

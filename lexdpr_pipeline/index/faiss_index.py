@@ -378,6 +378,11 @@ class DenseIndex:
         return directory
 
     @staticmethod
+    def is_saved(directory: Path) -> bool:
+        """Whether ``directory`` holds a saved index (its metadata file, written inside the staged folder)."""
+        return (Path(directory) / META_FILE).is_file()
+
+    @staticmethod
     def read_meta(directory: Path) -> dict[str, Any]:
         meta_path = Path(directory) / META_FILE
         if not meta_path.is_file():

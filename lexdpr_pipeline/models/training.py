@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from lexdpr_pipeline.artifacts import staged_folder
 from lexdpr_pipeline.models.biencoder import ADAPTER_FILE, BiEncoder, Template
 from lexdpr_pipeline.models.losses import build_loss, row_keys
 from lexdpr_pipeline.settings import TrainSettings
@@ -408,43 +408,47 @@ def save_trained(
     merge: bool,
     info: dict[str, Any],
 ) -> Path:
-    """Save in sentence-transformers format into ``out_dir`` atomically (a temp folder renamed into place).
+    """Save in sentence-transformers format into ``out_dir`` atomically: staged in a sibling temp folder that replaces
+    ``out_dir`` only once complete (:func:`~lexdpr_pipeline.artifacts.staged_folder`), so a failure while saving
+    leaves the previous model as it was. An existing ``out_dir`` that is not a saved model is never replaced.
 
     With LoRA and no merge, only the adapter is stored, and ``lexdpr_adapter.json`` names the base model by a path
     *relative to the model folder* (or a hub id), so the data folder can move. With a merge, the adapter is folded into
     the base weights and the folder is a plain model (the fastest to serve).
     """
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    adapter = None
-    if cfg.lora and merge:
-        merged = _merge_lora(model)
-        merged.save(str(tmp))
-    else:
-        model.save(str(tmp))
-    if cfg.lora and not merge:
-        base_path = Path(str(base))
-        base_ref = os.path.relpath(base_path.resolve(), out_dir.resolve()) if base_path.is_dir() else str(base)
-        adapter = {"base": base_ref, "base_is_path": base_path.is_dir()}
-        atomic_write_text(tmp / ADAPTER_FILE, json.dumps(adapter, ensure_ascii=False, indent=2))
-        cfg_file = tmp / "adapter_config.json"
-        if cfg_file.exists():  # transformers wrote the absolute base path: keep the folder relocatable
-            data = json.loads(cfg_file.read_text(encoding="utf-8"))
-            data["base_model_name_or_path"] = base_ref
-            atomic_write_text(cfg_file, json.dumps(data, indent=2))
-    template.save(tmp)
-    meta = {
-        "base_model": str(base),
-        "template": {"name": template.name, "query": template.query, "passage": template.passage},
-        "lora": {"enabled": cfg.lora, "merged": bool(cfg.lora and merge), "adapter": adapter},
-        **info,
-    }
-    atomic_write_text(tmp / TRAINING_FILE, json.dumps(meta, ensure_ascii=False, indent=2, default=str))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with staged_folder(out_dir, on_exists="replace", replaceable=_is_saved_model) as tmp:
+        adapter = None
+        if cfg.lora and merge:
+            merged = _merge_lora(model)
+            merged.save(str(tmp))
+        else:
+            model.save(str(tmp))
+        if cfg.lora and not merge:
+            # relative to out_dir (the staged folder becomes out_dir, a sibling: the same relative path)
+            base_path = Path(str(base))
+            base_ref = os.path.relpath(base_path.resolve(), out_dir.resolve()) if base_path.is_dir() else str(base)
+            adapter = {"base": base_ref, "base_is_path": base_path.is_dir()}
+            atomic_write_text(tmp / ADAPTER_FILE, json.dumps(adapter, ensure_ascii=False, indent=2))
+            cfg_file = tmp / "adapter_config.json"
+            if cfg_file.exists():  # transformers wrote the absolute base path: keep the folder relocatable
+                data = json.loads(cfg_file.read_text(encoding="utf-8"))
+                data["base_model_name_or_path"] = base_ref
+                atomic_write_text(cfg_file, json.dumps(data, indent=2))
+        template.save(tmp)
+        meta = {
+            "base_model": str(base),
+            "template": {"name": template.name, "query": template.query, "passage": template.passage},
+            "lora": {"enabled": cfg.lora, "merged": bool(cfg.lora and merge), "adapter": adapter},
+            **info,
+        }
+        atomic_write_text(tmp / TRAINING_FILE, json.dumps(meta, ensure_ascii=False, indent=2, default=str))
     return out_dir
+
+
+def _is_saved_model(folder: Path) -> bool:
+    """What :func:`save_trained` may replace: an earlier saved model (or an empty folder)."""
+    return (folder / TRAINING_FILE).is_file() or (folder / "modules.json").is_file() or not any(folder.iterdir())
 
 
 def _merge_lora(model: Any) -> Any:

@@ -1,1 +1,2 @@
-"""Training data: queries, citation-linked positives, hard negatives, splits, analysis."""
+"""Training data: queries, citation-linked positives, hard negatives, splits, analysis; :mod:`.build`: the
+``training_pairs`` workflow."""

@@ -1,15 +1,18 @@
 """The pairs report: what the training data looks like, as a markdown file with PNG histograms.
 
-Written next to the data (``data/reports/training_data/``), attached to the Dagster materialization and printed
-by ``lex-dpr analyze-pairs``.
+Written next to the data (``data/reports/training_data/``) by :func:`write_pairs_report`, which both the
+``dataset_splits`` asset (attached to its materialization) and ``lex-dpr analyze-pairs`` (printed) call. Token
+lengths are counted against the lengths that matter: ``train.max_seq_length`` (where training truncates) and, when
+the base model's folder says, the model's own limit (what a saved model encodes at most).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -18,10 +21,15 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from lexdpr_pipeline.citations.table import citation_stats
-from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline.settings import PairsSettings, TrainSettings
 from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text
 
+if TYPE_CHECKING:
+    from lexdpr_pipeline.artifacts import ArtifactStore
+
 SPLITS = ("train", "valid", "test")
+REPORT_FOLDER = "training_data"  # under data/reports/
+REPORT_FILE = "pairs_report.md"
 
 
 @dataclass
@@ -52,6 +60,50 @@ def _quantiles(values: pl.Series) -> list[Any]:
     return [round(float(values.mean()), 1), *[int(v) for v in q], int(values.max())]
 
 
+def report_dir(store: ArtifactStore) -> Path:
+    """Where the pairs report lives: ``data/reports/training_data``."""
+    return store.report_path(REPORT_FOLDER)
+
+
+def _json_int(path: Path, key: str) -> int | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000 else None
+
+
+def model_max_seq_length(model_dir: Path | None) -> int | None:
+    """The most tokens a sentence-transformers model folder encodes, read from its files as sentence-transformers
+    does without loading the model: ``max_seq_length`` of ``sentence_bert_config.json`` (older saves), else the
+    tokenizer's ``model_max_length`` capped by the config's ``max_position_embeddings``. None when it does not say."""
+    if model_dir is None or not Path(model_dir).is_dir():
+        return None
+    module = Path(model_dir)
+    try:  # the Transformer module: the first entry of modules.json ("" = the folder itself, or e.g. 0_Transformer)
+        first = json.loads((module / "modules.json").read_text(encoding="utf-8"))[0]
+        module = module / str(first.get("path", ""))
+    except (OSError, ValueError, LookupError, AttributeError, TypeError):
+        pass
+    legacy = _json_int(module / "sentence_bert_config.json", "max_seq_length")
+    if legacy is not None:
+        return legacy
+    limits = [
+        _json_int(module / "tokenizer_config.json", "model_max_length"),
+        _json_int(module / "config.json", "max_position_embeddings"),
+    ]
+    known = [n for n in limits if n is not None]
+    return min(known) if known else None
+
+
+def _limits(train_max_seq_length: int, model_max_seq_length: int | None) -> list[tuple[str, str, int]]:
+    """(summary key suffix, column label, tokens) of each length the report counts against."""
+    limits = [("train_max_seq_length", f"> {train_max_seq_length} (train)", train_max_seq_length)]
+    if model_max_seq_length is not None:
+        limits.append(("model_max_seq_length", f"> {model_max_seq_length} (model)", model_max_seq_length))
+    return limits
+
+
 def build_pairs_report(
     splits: pl.DataFrame,
     corpus: pl.DataFrame,
@@ -59,10 +111,15 @@ def build_pairs_report(
     out_dir: Path,
     *,
     negatives_per_query: int,
-    max_seq_length: int,
+    train_max_seq_length: int,
     tokenizer_name: str,
+    model_max_seq_length: int | None = None,
 ) -> PairsReport:
-    """Compute the statistics, draw the plots and write ``pairs_report.md`` into ``out_dir``."""
+    """Compute the statistics, draw the plots and write ``pairs_report.md`` into ``out_dir``.
+
+    Query and passage lengths are counted against ``train_max_seq_length`` (training truncates there) and, when
+    known, ``model_max_seq_length`` (the base model's own limit: what the saved model encodes at most).
+    """
     out_dir = Path(out_dir)
     frame = splits.with_columns(
         pl.col("positive_ids").list.len().alias("n_pos"), pl.col("negative_ids").list.len().alias("n_neg")
@@ -77,7 +134,7 @@ def build_pairs_report(
         pl.col("query_n_tokens").median().alias("q_tok_median"),
         pl.col("former_citation").sum().alias("former"),
     )
-    types = types.sort("queries", descending=True)
+    types = types.sort(["queries", "query_type"], descending=[True, False])  # ties by name: a stable report
     type_rows = [
         [
             t,
@@ -95,7 +152,7 @@ def build_pairs_report(
     per_split = (
         frame.group_by("split", "query_type").len().pivot("query_type", index="split", values="len").fill_null(0)
     )
-    split_cols = [c for c in per_split.columns if c != "split"]
+    split_cols = [row[0] for row in types.iter_rows() if row[0] in per_split.columns]  # the types table's order
     split_rows = []
     for name in SPLITS:
         row = per_split.filter(pl.col("split") == name)
@@ -105,8 +162,9 @@ def build_pairs_report(
 
     q_tokens = frame["query_n_tokens"]
     p_tokens = corpus["n_tokens"]
-    over_q = int((q_tokens > max_seq_length).sum())
-    over_p = int((corpus["n_tokens"] > max_seq_length).sum())
+    limits = _limits(train_max_seq_length, model_max_seq_length)
+    over_q = [int((q_tokens > n).sum()) for _, _, n in limits]
+    over_p = [int((p_tokens > n).sum()) for _, _, n in limits]
     passages_by_source = corpus.group_by("source").agg(pl.len(), pl.col("doc_id").n_unique()).sort("source")
 
     images: dict[str, Path] = {}
@@ -120,13 +178,13 @@ def build_pairs_report(
     for qtype in [r[0] for r in type_rows]:
         vals = frame.filter(pl.col("query_type") == qtype)["query_n_tokens"].to_list()
         axes[0].hist(vals, bins=40, alpha=0.5, label=qtype)
-    axes[0].axvline(max_seq_length, color="red", linestyle="--", linewidth=1)
+    _limit_lines(axes[0], limits)
     axes[0].set_title(f"query length ({tokenizer_name} tokens)")
     axes[0].legend(fontsize=7)
     for source in passages_by_source["source"].to_list():
         vals = corpus.filter(pl.col("source") == source)["n_tokens"].to_list()
         axes[1].hist(vals, bins=40, alpha=0.5, label=source)
-    axes[1].axvline(max_seq_length, color="red", linestyle="--", linewidth=1)
+    _limit_lines(axes[1], limits)
     axes[1].set_title("passage length (tokens)")
     axes[1].legend(fontsize=7)
     images["token_lengths"] = _save(fig, out_dir / "token_lengths.png")
@@ -185,8 +243,8 @@ def build_pairs_report(
         "",
         "## Lengths",
         _md_table(
-            ["what", "mean", "p50", "p90", "p99", "max", f"> {max_seq_length}"],
-            [["query tokens", *_quantiles(q_tokens), over_q], ["passage tokens", *_quantiles(p_tokens), over_p]],
+            ["what", "mean", "p50", "p90", "p99", "max", *(label for _, label, _ in limits)],
+            [["query tokens", *_quantiles(q_tokens), *over_q], ["passage tokens", *_quantiles(p_tokens), *over_p]],
         ),
         "",
         _md_table(["source", "passages", "documents"], [list(r) for r in passages_by_source.iter_rows()]),
@@ -200,16 +258,22 @@ def build_pairs_report(
         "",
     ]
     markdown = "\n".join(md)
-    path = atomic_write_text(out_dir / "pairs_report.md", markdown)
-    summary = {
+    path = atomic_write_text(out_dir / REPORT_FILE, markdown)
+    summary: dict[str, Any] = {
         "queries": total,
         "queries_by_type": {r[0]: r[1] for r in type_rows},
         "split_sizes": {r[0]: r[1] for r in split_rows},
         "short_negative_rows": int((frame["n_neg"] < negatives_per_query).sum()),
-        "queries_over_max_seq_length": over_q,
-        "passages_over_max_seq_length": over_p,
     }
+    for (suffix, _, _), queries, passages in zip(limits, over_q, over_p, strict=True):
+        summary[f"queries_over_{suffix}"] = queries
+        summary[f"passages_over_{suffix}"] = passages
     return PairsReport(markdown=markdown, markdown_path=path, images=images, summary=summary)
+
+
+def _limit_lines(ax: Any, limits: list[tuple[str, str, int]]) -> None:
+    for (_, label, tokens), style in zip(limits, ("--", ":"), strict=False):
+        ax.axvline(tokens, color="red", linestyle=style, linewidth=1, label=label)
 
 
 def write_pairs_report(
@@ -217,16 +281,23 @@ def write_pairs_report(
     corpus: pl.DataFrame,
     citations: pl.DataFrame,
     out_dir: Path,
-    settings: Settings,
+    *,
+    pairs: PairsSettings,
+    train: TrainSettings,
     tokenizer_name: str,
+    model_max_seq_length: int | None = None,
 ) -> PairsReport:
-    """:func:`build_pairs_report` with the numbers the settings fix (negatives per query, max sequence length)."""
+    """The pairs report of the materialized tables (``dataset_splits``, ``merged_corpus``, ``precedent_citations``):
+    :func:`build_pairs_report` with the numbers the settings fix (``pairs.negatives_per_query``,
+    ``train.max_seq_length``). ``tokenizer_name``: what the token counts were measured with;
+    ``model_max_seq_length``: the base model's limit (:func:`model_max_seq_length`), when known."""
     return build_pairs_report(
         splits,
         corpus,
         citation_stats(citations),
         out_dir,
-        negatives_per_query=settings.pairs.negatives_per_query,
-        max_seq_length=settings.models.max_seq_length,
+        negatives_per_query=pairs.negatives_per_query,
+        train_max_seq_length=train.max_seq_length,
         tokenizer_name=tokenizer_name,
+        model_max_seq_length=model_max_seq_length,
     )

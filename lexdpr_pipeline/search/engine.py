@@ -20,7 +20,6 @@ the BM25 score for ``bm25``, the fused score for ``hybrid`` (RRF: at most ``2 / 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import threading
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from lexdpr_pipeline.artifacts.manifests import IndexPointer
 from lexdpr_pipeline.search import fusion
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 SOURCES = ("law", "admrul", "prec")
 MODES = ("dense", "bm25", "hybrid")
-POINTER_FILE = "CURRENT.json"
 METADATA_COLUMNS = (
     "section",
     "chunk_index",
@@ -433,48 +432,34 @@ class SearchEngine:
 # loading the current index ------------------------------------------------------------------------------------------
 
 
-def pointer_path(settings: Settings) -> Path:
-    """``data/indexes/CURRENT.json``: written by the ``faiss_index`` asset after each materialization."""
-    return settings.data_dir / "indexes" / POINTER_FILE
-
-
-def read_pointer(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no search index at {path}: materialize the index first (lex-dpr materialize --select +faiss_index)"
-        )
-    pointer = json.loads(path.read_text(encoding="utf-8"))
-    missing = [k for k in ("model_path", "faiss_path", "corpus_path") if not pointer.get(k)]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}")
-    return pointer
-
-
-def load_engine(settings: Settings, pointer: Path | None = None) -> SearchEngine:
-    """The engine for the index the pointer file names (default: :func:`pointer_path`)."""
+def load_engine(settings: Settings, pointer: Path | IndexPointer | None = None) -> SearchEngine:
+    """The engine for the index a pointer names: ``pointer`` (a pointer file or an :class:`IndexPointer`), by default
+    the store's ``data/indexes/CURRENT.json`` (written by ``index.publish.publish_index``)."""
+    from lexdpr_pipeline.artifacts import ArtifactStore
     from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.embeddings import EmbeddingSet
     from lexdpr_pipeline.index.faiss_index import DenseIndex
     from lexdpr_pipeline.models.biencoder import BiEncoder
 
-    ptr_path = Path(pointer) if pointer is not None else pointer_path(settings)
-    ptr = read_pointer(ptr_path)
-    corpus_path = Path(ptr["corpus_path"])
+    store = ArtifactStore.from_settings(settings)
+    if isinstance(pointer, IndexPointer):
+        ptr, where = pointer, "the index pointer"
+    else:
+        ptr_path = Path(pointer) if pointer is not None else store.pointer_path
+        ptr, where = store.read_pointer(ptr_path), str(ptr_path)
+    corpus_path = Path(ptr.corpus_path)
     if not corpus_path.is_file():
-        raise FileNotFoundError(f"{ptr_path} names the corpus {corpus_path}, which does not exist")
+        raise FileNotFoundError(f"{where} names the corpus {corpus_path}, which does not exist")
     available = set(pl.read_parquet_schema(corpus_path))
     corpus = pl.read_parquet(corpus_path, columns=[c for c in _COLUMNS if c in available])
     dense = DenseIndex.load(
-        Path(ptr["faiss_path"]), nprobe=settings.index.ivf_nprobe, ef_search=settings.index.hnsw_ef_search
+        Path(ptr.faiss_path), nprobe=settings.index.ivf_nprobe, ef_search=settings.index.hnsw_ef_search
     )
-    emb_path = ptr.get("embeddings_path")
-    if dense.spec.faiss_type != "flat" and emb_path and Path(emb_path).is_dir():
-        dense.attach_vectors(EmbeddingSet.load(Path(emb_path), mmap=True))
-    model = BiEncoder.load(ptr["model_path"])
-    bm25 = BM25Index.load(ptr["bm25_path"]) if ptr.get("bm25_path") else None
-    versions = {
-        k: ptr.get(k) for k in ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages")
-    }
-    versions["pointer"] = str(ptr_path)
+    if dense.spec.faiss_type != "flat" and ptr.embeddings_path and Path(ptr.embeddings_path).is_dir():
+        dense.attach_vectors(EmbeddingSet.load(Path(ptr.embeddings_path), mmap=True))
+    model = BiEncoder.load(ptr.model_path)
+    bm25 = BM25Index.load(ptr.bm25_path) if ptr.bm25_path else None
+    keys = ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages")
+    versions = {k: getattr(ptr, k) for k in keys}
+    versions["pointer"] = where
     return SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search, versions=versions)

@@ -9,7 +9,8 @@
   passages for every trial; the test split is never read.
 - MLflow: one parent run ``sweep <name>`` (reopened on resume) and one child run per trial (``mlflow.parentRunId``)
   with its parameters, loss and validation curves, final metrics, status and a ``trial_state`` tag. The parent holds
-  the summary: ``best.*`` parameters, the best value, the trials table and the plots.
+  the summary: ``best.*`` parameters, the best value, the trials table and the plots. A trial's training and child
+  run are :func:`~lexdpr_pipeline.models.tracked.train_tracked`, the same tracked training as ``trained_model``.
 - ``best.yaml``: the best trial's ``train`` settings (and the sweep's ``base`` sections) in the settings layout, so
   ``lex-dpr --config data/sweeps/<name>/best.yaml train`` trains with them.
 """
@@ -36,20 +37,22 @@ import polars as pl
 import yaml
 from optuna.trial import TrialState
 
-from lexdpr_pipeline.evaluation.validation import validate_dense
-from lexdpr_pipeline.models.training import metrics_callback, train_biencoder, training_rows
+from lexdpr_pipeline.artifacts import ArtifactStore, BaseModelManifest, Kind
+from lexdpr_pipeline.models.tracked import VALIDATION_KS, TrackedTraining, train_tracked
 from lexdpr_pipeline.settings import Settings, TrainSettings
 from lexdpr_pipeline.storage import atomic_write_text
 from lexdpr_pipeline.sweeps.report import SweepReport, write_report
 from lexdpr_pipeline.sweeps.space import BATCH_PARAMS, LORA_PARAMS, Strategy, SweepSpec, metric_k
 from lexdpr_pipeline.tracking import (
+    RunHandle,
     TrackingTarget,
+    end_run,
     experiment_id,
     log_metrics,
     log_params,
     safe_metric_name,
     start_run,
-    tracking_target,
+    target_for,
 )
 
 _log = logging.getLogger(__name__)
@@ -57,11 +60,11 @@ PARENT_ATTR = "mlflow_parent_run_id"
 FINGERPRINT_ATTR = "space_fingerprint"
 #: Runtime-only settings left out of best.yaml (they belong to the machine that trains, not to the result).
 NOT_IN_BEST = ("device", "resume", "test_run", "test_run_steps")
-_VALIDATION_KS = (1, 5, 10, 100)
 
 
 def sweep_dir(data_dir: Path, name: str) -> Path:
-    return Path(data_dir) / "sweeps" / name
+    """``data/sweeps/<name>``: the study, its tables and plots, best.yaml, and ``trials/<number>`` folders."""
+    return ArtifactStore(Path(data_dir)).folder(Kind.SWEEP, name)
 
 
 # ------------------------------------------------------------------------------------------------ trial settings
@@ -277,8 +280,25 @@ def _free_memory() -> None:
         pass
 
 
+def trial_error(trial: optuna.Trial, exc: BaseException) -> tuple[str, dict[str, str]]:
+    """How a trial's error ends its MLflow run (status, tags) and what the trial records about it: pruned → KILLED,
+    Ctrl-C → KILLED and ``interrupted`` (it runs again on resume), anything else → FAILED with the error."""
+    if isinstance(exc, optuna.TrialPruned):
+        return "KILLED", {"trial_state": "PRUNED", "pruned_reason": str(exc)}
+    if isinstance(exc, KeyboardInterrupt):
+        trial.set_user_attr("interrupted", True)
+        trial.set_user_attr("error", "interrupted (KeyboardInterrupt)")
+        return "KILLED", {"trial_state": "INTERRUPTED"}
+    message = f"{type(exc).__name__}: {exc}"[:500]
+    trial.set_user_attr("error", message)
+    return "FAILED", {"trial_state": "FAIL", "error": message}
+
+
 class TrialObjective:
-    """One trial: sample, train (``max_steps`` from the sweep's base), validate, report; an MLflow child run."""
+    """One trial: sample, train (``max_steps`` from the sweep's base), validate, report; an MLflow child run.
+
+    The training is :func:`~lexdpr_pipeline.models.tracked.train_tracked` (what ``trained_model`` does) into the
+    trial's own folder ``trials/<number>`` (removed afterwards unless ``keep_trial_models``), never reused."""
 
     def __init__(
         self,
@@ -287,30 +307,17 @@ class TrialObjective:
         base: Settings,
         splits: pl.DataFrame,
         corpus: pl.DataFrame,
-        base_model: str | Path,
+        base_model: BaseModelManifest,
+        store: ArtifactStore,
         work_root: Path,
         target: TrackingTarget,
         parent_run_id: Callable[[], str],
         tags: Mapping[str, str],
     ) -> None:
         self.spec, self.base, self.splits, self.corpus = spec, base, splits, corpus
-        self.base_model, self.work_root, self.target = base_model, work_root, target
+        self.base_model, self.store, self.work_root, self.target = base_model, store, work_root, target
         self.parent_run_id, self.tags = parent_run_id, dict(tags)
         self.ran: list[int] = []
-
-    def validator(self, settings: Settings) -> Callable[[Any], dict[str, float]]:
-        cfg = settings.train
-        return partial(
-            validate_dense,
-            splits=self.splits,
-            merged_corpus=self.corpus,
-            split="valid",
-            max_queries=cfg.eval_max_queries,
-            corpus_max_passages=cfg.eval_corpus_max_passages,
-            ks=tuple(sorted({*_VALIDATION_KS, metric_k(self.spec.metric)})),
-            seed=settings.eval.seed,
-            batch_size=settings.eval.batch_size,
-        )
 
     def __call__(self, trial: optuna.Trial) -> float:
         import mlflow
@@ -327,61 +334,61 @@ class TrialObjective:
         }
         if "retry_of" in trial.user_attrs:
             tags["sweep.retry_of"] = str(trial.user_attrs["retry_of"])
-        with start_run(
-            self.target, run_name=f"{spec.name} trial {trial.number}", tags=tags, parent_run_id=self.parent_run_id()
-        ) as (_run, handle):
+        run: dict[str, Any] = {
+            "run_name": f"{spec.name} trial {trial.number}",
+            "tags": tags,
+            "parent_run_id": self.parent_run_id(),
+        }
+
+        def started(handle: RunHandle) -> None:
             trial.set_user_attr("mlflow_run_id", handle.run_id)
+
+        def finished(outcome: TrackedTraining) -> None:
+            if metric not in outcome.metrics:
+                raise ValueError(f"validation gave no {metric} (got {sorted(outcome.metrics)})")
+            objective = {"objective": float(outcome.metrics[metric]), "global_step": outcome.global_step or 0}
+            log_metrics(objective, step=outcome.global_step)
+            mlflow.set_tag("trial_state", "COMPLETE")
+
+        try:
             try:
-                log_params({"sampled": values})
                 settings, adjustments = trial_settings(self.base, spec, values)
-                cfg = settings.train
-                trial.set_user_attr("adjustments", adjustments)
-                trial.set_user_attr("train", cfg.model_dump(mode="json"))
-                log_params({"train": cfg.model_dump(mode="json"), "adjusted": adjustments})
-                _log.info("trial %d: %s%s", trial.number, values, f" (adjusted: {adjustments})" if adjustments else "")
-                rows, row_stats = training_rows(self.splits, self.corpus, cfg)
-                result = train_biencoder(
-                    self.base_model,
-                    rows,
-                    row_stats,
-                    cfg,
-                    work_dir,
-                    validate=self.validator(settings),
-                    callbacks=[
-                        metrics_callback(lambda m, step: log_metrics(m, step=step)),
-                        pruning_callback(trial, metric),
-                    ],
-                    metadata={"sweep": spec.name, "trial": trial.number},
-                )
-                if metric not in result.metrics:
-                    raise ValueError(f"validation gave no {metric} (got {sorted(result.metrics)})")
-                value = float(result.metrics[metric])
-                log_metrics(result.metrics, prefix="final_valid.")
-                log_metrics({"objective": value, "global_step": result.global_step})
-                mlflow.set_tag("trial_state", "COMPLETE")
-                return value
-            except optuna.TrialPruned as exc:
-                mlflow.set_tag("trial_state", "PRUNED")
-                mlflow.set_tag("pruned_reason", str(exc))
-                mlflow.end_run("KILLED")
+            except Exception as exc:  # refused before training: the trial still gets its (failed) child run
+                with start_run(self.target, **run) as (_run, handle):
+                    started(handle)
+                    log_params({"sampled": values})
+                    end_run(*trial_error(trial, exc))
                 raise
-            except KeyboardInterrupt:
-                trial.set_user_attr("interrupted", True)
-                trial.set_user_attr("error", "interrupted (KeyboardInterrupt)")
-                mlflow.set_tag("trial_state", "INTERRUPTED")
-                mlflow.end_run("KILLED")
-                raise
-            except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"[:500]
-                trial.set_user_attr("error", message)
-                mlflow.set_tag("trial_state", "FAIL")
-                mlflow.set_tag("error", message)
-                mlflow.end_run("FAILED")
-                raise
-            finally:
-                if not spec.keep_trial_models:
-                    shutil.rmtree(work_dir, ignore_errors=True)
-                _free_memory()
+            cfg = settings.train
+            trial.set_user_attr("adjustments", adjustments)
+            trial.set_user_attr("train", cfg.model_dump(mode="json"))
+            _log.info("trial %d: %s%s", trial.number, values, f" (adjusted: {adjustments})" if adjustments else "")
+            outcome = train_tracked(
+                cfg,
+                settings.eval,
+                settings.tracking,
+                self.splits,
+                self.corpus,
+                self.base_model,
+                self.store,
+                **run,
+                params={"sampled": values, "adjusted": adjustments},
+                metadata={"sweep": spec.name, "trial": trial.number},
+                work_dir=work_dir,
+                reuse=False,
+                validation_ks=tuple(sorted({*VALIDATION_KS, metric_k(metric)})),
+                callbacks=[pruning_callback(trial, metric)],
+                plot_curve=False,
+                log_model=False,
+                on_run_start=started,
+                on_result=finished,
+                on_error=partial(trial_error, trial),
+            )
+            return float(outcome.metrics[metric])
+        finally:
+            if not spec.keep_trial_models:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            _free_memory()
 
 
 # ------------------------------------------------------------------------------------------ MLflow parent summary
@@ -590,17 +597,19 @@ def run_sweep(
     settings: Settings,
     splits: pl.DataFrame,
     corpus: pl.DataFrame,
-    base_model: str | Path,
+    base_model: BaseModelManifest,
     *,
     tags: Mapping[str, str] | None = None,
     progress: bool = True,
+    store: ArtifactStore | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep ``spec`` on the training data; see the module doc. ``settings`` are the project's
-    (the sweep's ``base`` and each trial's values go on top); ``base_model`` is a model folder or hub id."""
+    (the sweep's ``base`` and each trial's values go on top); ``store`` defaults to the settings' data folder."""
     started = time.perf_counter()
     import mlflow
 
-    out = sweep_dir(settings.data_dir, spec.name)
+    store = store or ArtifactStore.from_settings(settings)
+    out = store.folder(Kind.SWEEP, spec.name)
     base = apply_base(settings, spec)
     check_lora_space(spec, base)
     tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
@@ -651,7 +660,7 @@ def run_sweep(
             spec.timeout_s,
             out,
         )
-        target = tracking_target(settings)
+        target = target_for(settings.tracking, store.data_dir)
         client = mlflow.MlflowClient(tracking_uri=target.uri)
         parent_tags = {**tags, "lexdpr.kind": "sweep", "sweep.name": spec.name, "sweep.strategy": spec.strategy.value}
         parent_id = _open_parent(client, target, study, spec, parent_tags)
@@ -661,6 +670,7 @@ def run_sweep(
             splits=splits,
             corpus=corpus,
             base_model=base_model,
+            store=store,
             work_root=out / "trials",
             target=target,
             parent_run_id=lambda: parent_id,

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from lexdpr_pipeline.api.app import RequestGuard, create_app, max_body_bytes
 from lexdpr_pipeline.api.server import uvicorn_options
+from lexdpr_pipeline.artifacts import ArtifactStore
 from lexdpr_pipeline.settings import ApiSettings, Settings, load_settings
 from lexdpr_pipeline_tests.api.fakes import FakeEngine
 from lexdpr_pipeline_tests.api.helpers import API_KEY, FakeClock, Loader, error_code, make_settings
@@ -310,6 +311,25 @@ def test_no_index_published_yet_is_said_plainly(make_client) -> None:
     assert client.get("/health").json()["last_reload"]["error"].startswith("no index has been published yet")
     unavailable = client.post("/search", json={"query": "x"})
     assert unavailable.status_code == 503 and "/srv" not in unavailable.text
+
+
+def test_the_real_loader_says_why_the_published_pointer_is_unusable(tmp_path: Path) -> None:
+    """The default loader reads the pointer through the artifact store: no pointer, a pointer that is not JSON and
+    one that lacks a field are told apart on /health (without paths)."""
+    settings = make_settings(tmp_path)
+    pointer = ArtifactStore.from_settings(settings).pointer_path
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get("/health").json()["last_reload"]["error"].startswith("no index has been published yet")
+        pointer.parent.mkdir(parents=True)
+        pointer.write_text("{not json", encoding="utf-8")
+        client.post("/admin/reload")
+        error = client.get("/health").json()["last_reload"]["error"]
+        assert error == "the index pointer is not valid JSON (ValueError; details in the server log)"
+        pointer.write_text('{"model_path": "/m"}', encoding="utf-8")
+        client.post("/admin/reload")
+        health = client.get("/health").json()
+        assert health["last_reload"]["error"].startswith("the published index is invalid (ValueError")
+        assert health["status"] == "unavailable" and str(tmp_path) not in json.dumps(health)
 
 
 def test_a_body_that_is_not_utf8_is_422_invalid_json(make_client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from fastapi.testclient import TestClient
 
 from lexdpr_pipeline.api.app import create_app
 from lexdpr_pipeline.api.server import uvicorn_options
+from lexdpr_pipeline.artifacts import ArtifactStore
 from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.search.engine import load_engine
 from lexdpr_pipeline.settings import Settings
 from lexdpr_pipeline_tests.api.servers import running_server
 from lexdpr_pipeline_tests.api.tiny_index import build_tiny_index
@@ -92,6 +95,17 @@ def test_embeddings_are_the_models(client: TestClient, tiny_model_dir: Path) -> 
     assert passage["dim"] == 32 and passage["model_version"] == "model-v1"
 
 
+def test_load_engine_from_the_store_or_a_pointer_object(data_dir: Path) -> None:
+    settings = settings_for(data_dir)
+    store = ArtifactStore(data_dir)
+    from_file = load_engine(settings)
+    assert from_file.versions["pointer"] == str(store.pointer_path)
+    pointer = dataclasses.replace(store.read_pointer(), bm25_path=None, index_version="index-dense-only")
+    engine = load_engine(settings, pointer)
+    assert engine.versions["index_version"] == "index-dense-only" and engine.modes == ["dense"]
+    assert from_file.modes == ["dense", "bm25", "hybrid"]
+
+
 def test_hot_swap_to_a_newly_published_index(tmp_path: Path, tiny_model_dir: Path) -> None:
     build_tiny_index(tmp_path, tiny_model_dir, "v1")
     with TestClient(create_app(settings_for(tmp_path))) as client:
@@ -101,11 +115,10 @@ def test_hot_swap_to_a_newly_published_index(tmp_path: Path, tiny_model_dir: Pat
         assert client.get("/health").json()["index_version"] == "index-v2"
         assert client.post("/search", json={"query": "손해배상"}).json()["index_version"] == "index-v2"
         # a pointer to an index that is not there: the reload fails, v2 keeps serving
-        pointer = tmp_path / "indexes" / "CURRENT.json"
-        broken = json.loads(pointer.read_text(encoding="utf-8"))
-        shutil.rmtree(broken["faiss_path"])
-        broken["index_version"] = "index-v3"
-        pointer.write_text(json.dumps(broken), encoding="utf-8")
+        store = ArtifactStore(tmp_path)
+        served = store.read_pointer()
+        shutil.rmtree(served.faiss_path)
+        store.write_pointer(dataclasses.replace(served, index_version="index-v3"))
         assert holder.check().ok is False
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["index_version"] == "index-v2"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from pathlib import Path
 
 import polars as pl
@@ -73,36 +72,43 @@ def tiny_corpus() -> pl.DataFrame:
 
 
 def build_tiny_index(root: Path, model_dir: Path, version: str = "v1", *, faiss_type: str = "flat") -> Path:
-    """Build everything under ``root`` and return the pointer ``root/indexes/CURRENT.json`` (index_version
+    """Build everything in the artifact store at ``root`` and return its pointer file (index_version
     ``index-{version}``)."""
+    from lexdpr_pipeline.artifacts import ArtifactStore, IndexPointer, Kind
     from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.embeddings import embed_corpus
     from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec
     from lexdpr_pipeline.models.biencoder import BiEncoder
-    from lexdpr_pipeline.storage import atomic_write_text, write_parquet
+    from lexdpr_pipeline.storage import write_parquet
 
+    store = ArtifactStore(root)
     corpus = tiny_corpus()
-    corpus_path = write_parquet(corpus, root / "tables" / "merged_corpus.parquet")
+    corpus_path = write_parquet(corpus, store.table_path("merged_corpus"))
     model = BiEncoder.load(model_dir)
     embedded = embed_corpus(
-        corpus, model, model_version=f"model-{version}", root=root / "embeddings", progress=False, use_cache=False
+        corpus,
+        model,
+        model_version=f"model-{version}",
+        root=store.root(Kind.EMBEDDINGS),
+        progress=False,
+        use_cache=False,
     )
     faiss_path = DenseIndex.build(embedded.embeddings, IndexSpec(faiss_type=faiss_type)).save(
-        root / "indexes" / "faiss" / version
+        store.folder(Kind.FAISS, version)
     )
     bm25_path = BM25Index.build(corpus["passage_id"].to_list(), corpus["text"].to_list()).save(
-        root / "indexes" / "bm25" / version
+        store.folder(Kind.BM25, version)
     )
-    pointer = {
-        "model_path": str(model_dir),
-        "model_version": f"model-{version}",
-        "faiss_path": str(faiss_path),
-        "faiss_type": faiss_type,
-        "bm25_path": str(bm25_path),
-        "corpus_path": str(corpus_path),
-        "embeddings_path": str(embedded.path),
-        "passages": corpus.height,
-        "index_version": f"index-{version}",
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-    }
-    return atomic_write_text(root / "indexes" / "CURRENT.json", json.dumps(pointer, ensure_ascii=False, indent=2))
+    pointer = IndexPointer(
+        model_path=str(model_dir),
+        model_version=f"model-{version}",
+        faiss_path=str(faiss_path),
+        faiss_type=faiss_type,
+        bm25_path=str(bm25_path),
+        corpus_path=str(corpus_path),
+        embeddings_path=str(embedded.path),
+        passages=corpus.height,
+        index_version=f"index-{version}",
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+    )
+    return store.write_pointer(pointer)

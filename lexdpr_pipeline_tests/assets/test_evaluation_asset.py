@@ -12,9 +12,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.artifacts import ArtifactStore
 from lexdpr_pipeline.assets.evaluation import model_evaluation
 from lexdpr_pipeline.assets.models import base_model
-from lexdpr_pipeline.assets.training_data import bm25_index
+from lexdpr_pipeline.assets.search_index import bm25_index
 from lexdpr_pipeline.evaluation.report import CHART_FILE, REPORT_FILE
 from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE
 from lexdpr_pipeline.resources import project_resources
@@ -67,13 +68,13 @@ def test_evaluation_asset_end_to_end(materialized) -> None:
 
     result, settings, uri = materialized
     assert result.success
-    table = pl.read_parquet(settings.tables_dir / "model_evaluation.parquet")
+    table = ArtifactStore.from_settings(settings).read_table("model_evaluation")
     assert set(table["system"]) == {FINE_TUNED, BASE, BM25}
     overall = table.filter(pl.col("group") == "all")
     assert sorted(overall["split"].unique()) == ["test", "valid"] and overall.height == 6
     assert overall.filter(split="test")["n_queries"].to_list() == [5, 5, 5]
 
-    out = settings.reports_dir / "evaluation"
+    out = ArtifactStore.from_settings(settings).report_path("evaluation")
     assert (out / REPORT_FILE).exists() and (out / CHART_FILE).exists()
     ranks = pl.read_parquet(out / RANKS_FILE)
     assert ranks.height == 3 * (5 + 4)

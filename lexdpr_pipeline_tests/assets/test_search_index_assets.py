@@ -1,7 +1,7 @@
-"""passage_embeddings, faiss_index and their checks in Dagster, on a real corpus slice with the tiny model.
+"""bm25_index, passage_embeddings, faiss_index and their checks in Dagster, on a real corpus slice with the tiny model.
 
 ``merged_corpus`` and ``trained_model`` are stand-ins (a corpus slice, a manifest pointing at the tiny model) so
-these assets are tested in isolation; ``base_model`` and ``bm25_index`` are the real assets.
+these assets are tested in isolation; ``base_model`` is the real asset.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.artifacts import ArtifactStore, FaissIndexManifest, IndexPointer
 from lexdpr_pipeline.assets.models import base_model
 from lexdpr_pipeline.assets.search_index import (
     SEARCH_INDEX_ASSETS,
     SEARCH_INDEX_CHECKS,
     faiss_index_matches_corpus,
 )
-from lexdpr_pipeline.assets.training_data import bm25_index
 from lexdpr_pipeline.orchestration import latest_metadata, materialize
 from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.search.engine import load_engine
@@ -28,6 +28,7 @@ from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice, with_changed_
 
 LAW = "국가배상법"
 POINTER_KEYS = {
+    "manifest",
     "model_path",
     "model_version",
     "faiss_path",
@@ -55,7 +56,7 @@ def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
         return {"path": str(model_dir), "content_hash": "tiny-trained-v1"}
 
     return dg.Definitions(
-        assets=[merged_corpus_slice, trained_model_stand_in, base_model, bm25_index, *SEARCH_INDEX_ASSETS],
+        assets=[merged_corpus_slice, trained_model_stand_in, base_model, *SEARCH_INDEX_ASSETS],
         asset_checks=SEARCH_INDEX_CHECKS,
         resources=project_resources(settings),
     )
@@ -86,7 +87,10 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
         assert set(pointer) == POINTER_KEYS
         manifest = json.loads((tmp_path / "tables" / "faiss_index.json").read_text())
         bm25 = json.loads((tmp_path / "tables" / "bm25_index.json").read_text())
+        assert (manifest["manifest"], bm25["manifest"]) == ("faiss", "bm25")  # stored typed, read back typed
         assert pointer["faiss_path"] == manifest["path"] and pointer["bm25_path"] == bm25["path"]
+        assert Path(bm25["path"]).parent == tmp_path / "indexes" / "bm25"
+        assert ArtifactStore(tmp_path).read_pointer() == IndexPointer.from_dict(pointer)
         assert pointer["corpus_path"] == str(tmp_path / "tables" / "merged_corpus.parquet")
         assert pointer["model_path"] == str(tiny_model_dir) and pointer["model_version"] == "tiny-trained-v1"
         assert pointer["index_version"] == manifest["content_hash"] and pointer["passages"] == corpus.height
@@ -106,12 +110,14 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
         assert all(checks.values())
         assert (emb["encoded"], emb["reused"]) == (n_law, corpus.height - n_law)
         assert idx["update"] == f"incremental (added {n_law}, removed {n_law})"
+        assert latest_metadata(instance, dg.AssetKey("bm25_index"))["reused_existing"] is False  # new texts
         assert _pointer(tmp_path)["index_version"] != pointer["index_version"]
 
         # Nothing changed: the stored set and index are reused under the same data versions.
         before = _data_version(instance, "faiss_index")
         emb, idx, _ = _run(instance, _defs(settings, tiny_model_dir, changed))
         assert emb["existing_set_reused"] is True and emb["encoded"] == 0 and idx["update"].startswith("reused")
+        assert latest_metadata(instance, dg.AssetKey("bm25_index"))["reused_existing"] is True
         assert _data_version(instance, "faiss_index") == before == idx["content_hash"]
 
 
@@ -164,7 +170,7 @@ def test_corpus_check_fails_when_the_index_is_stale(tmp_path: Path, tiny_model_d
     settings = _settings(tmp_path, tiny_model_dir)
     with dg.DagsterInstance.ephemeral() as instance:
         _run(instance, _defs(settings, tiny_model_dir, corpus))
-    manifest = json.loads((tmp_path / "tables" / "faiss_index.json").read_text())
+    manifest = ArtifactStore(tmp_path).read_manifest("faiss_index", FaissIndexManifest)
     changed = with_changed_law(corpus, LAW).filter(pl.col("passage_id") != corpus["passage_id"][0])
     result = faiss_index_matches_corpus(faiss_index=manifest, merged_corpus=changed)
     assert result.passed is False

@@ -9,6 +9,7 @@ import mlflow
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.artifacts import ArtifactStore, Kind, TrainedModelManifest
 from lexdpr_pipeline.assets.training import trained_model
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.models.training import read_training_metadata
@@ -59,23 +60,33 @@ def test_trained_model_test_run_records_an_mlflow_run(tiny_model_dir: Path, tmp_
         result = dg.materialize(assets, resources=resources(tmp_path), run_config=config, instance=instance)
         assert result.success
         manifest = result.output_for_node("trained_model")
+        assert isinstance(manifest, TrainedModelManifest) and manifest.test_run
         mat = result.asset_materializations_for_node("trained_model")[0]
         meta = mat.metadata
         assert meta["test_run"].value is True and meta["reused_existing"].value is False
         assert meta["global_step"].value == 3  # train.test_run_steps
-        assert "training_curve" in meta and meta["mlflow_url"].value.endswith(manifest["mlflow_run_id"])
-        model = BiEncoder.load(manifest["path"])
+        assert "training_curve" in meta and meta["mlflow_url"].value.endswith(manifest.mlflow_run_id)
+        # the folder the store names for the content key (model/ + checkpoints/), the curve under reports/training
+        store = ArtifactStore(tmp_path)
+        work_dir = store.folder(Kind.TRAINED_MODEL, manifest.content_hash)
+        assert Path(manifest.path) == work_dir / "model" and (work_dir / "checkpoints").is_dir()
+        assert not [p.name for p in work_dir.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+        assert store.report_path("training", f"{manifest.content_hash[:20]}.png").is_file()
+        assert store.read_manifest("trained_model", TrainedModelManifest) == manifest  # stored typed
+        model = BiEncoder.load(manifest.path)
         assert model.encode_queries(["민법 법원"]).shape == (1, 32)
-        info = read_training_metadata(Path(manifest["path"]))
+        info = read_training_metadata(Path(manifest.path))
         assert info["training_args"]["learning_rate"] == 1e-3  # the run-config override reached training
         assert info["training_args"]["max_train_queries"] == 64
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-        run = client.get_run(manifest["mlflow_run_id"])
+        run = client.get_run(manifest.mlflow_run_id)
         assert run.info.status == "FINISHED"
         assert run.data.params["train.learning_rate"] == "0.001"
         assert run.data.tags["dagster_run_id"] == result.run_id
         assert run.data.tags["dagster_asset_key"] == "trained_model"
-        assert run.data.tags["pairs_data_version"] == info["pairs_data_version"]
+        assert run.data.tags["pairs_data_version"] == info["pairs_data_version"] == manifest.pairs_data_version
+        assert run.data.tags["model_content_hash"] == info["content_key"] == manifest.content_hash
+        assert info["dagster_run_id"] == result.run_id and info["mlflow_run_id"] == manifest.mlflow_run_id
         assert "final_valid.ndcg_at_10" in run.data.metrics
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 3  # one loss point per step
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -83,7 +94,7 @@ def test_trained_model_test_run_records_an_mlflow_run(tiny_model_dir: Path, tmp_
 
         # Same inputs and settings again: the trained model is reused, same data version, no new MLflow run.
         again = dg.materialize(assets, resources=resources(tmp_path), run_config=config, instance=instance)
-        assert again.output_for_node("trained_model")["path"] == manifest["path"]
+        assert again.output_for_node("trained_model") == manifest
         assert again.asset_materializations_for_node("trained_model")[0].metadata["reused_existing"].value is True
         assert len(client.search_runs([run.info.experiment_id])) == 1
 
@@ -123,7 +134,7 @@ def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, t
     evaluation = runs["evaluation"]
     assert evaluation.data.tags["dagster_asset_key"] == "model_evaluation"
     manifest = result.output_for_node("trained_model")
-    assert evaluation.data.tags["model_content_hash"] == manifest["content_hash"]
+    assert evaluation.data.tags["model_content_hash"] == manifest.content_hash
     assert "test.fine-tuned.ndcg_at_10" in evaluation.data.metrics
     assert "test.bm25.recall_at_10" in evaluation.data.metrics
     assert evaluation.data.params["ks"] == "[1, 10]"
@@ -139,7 +150,7 @@ def test_mlflow_metrics_keep_their_steps_and_the_run_links_to_dagster(tiny_model
     assert result.success
     manifest = result.output_for_node("trained_model")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    run = client.get_run(manifest["mlflow_run_id"])
+    run = client.get_run(manifest.mlflow_run_id)
     steps = result.asset_materializations_for_node("trained_model")[0].metadata["global_step"].value
     assert steps == 3
 

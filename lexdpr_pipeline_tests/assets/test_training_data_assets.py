@@ -184,6 +184,32 @@ def test_analyze_pairs_cli_reads_the_materialized_tables(
     assert missing.exit_code == 1 and "gen-data" in missing.output
 
 
+def test_analyze_pairs_writes_the_report_the_asset_wrote(
+    built, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """One report function: the CLI, reading the stored tables, writes what dataset_splits wrote; lengths are
+    counted against train.max_seq_length (256 by default) and the base model's own limit (the tiny model: 128)."""
+    from typer.testing import CliRunner
+
+    from lexdpr_pipeline.cli import app
+
+    result, data = built
+    monkeypatch.chdir(tmp_path)  # no ./.env or ./lexdpr.yaml: the defaults, as the asset's settings
+    monkeypatch.delenv("LEXDPR_CONFIG", raising=False)
+    monkeypatch.setenv("LEXDPR_DATA_DIR", str(data))
+    out = tmp_path / "again"
+    cli = CliRunner().invoke(app, ["--set", f"models.base_model={tiny_model_dir}", "analyze-pairs", "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    by_asset = (data / "reports" / "training_data" / "pairs_report.md").read_text(encoding="utf-8")
+    assert (out / "pairs_report.md").read_text(encoding="utf-8") == by_asset
+    assert "| > 256 (train) | > 128 (model) |" in by_asset
+    mat = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["dataset_splits"])
+    summary = mat.materialization.metadata["summary"].value
+    corpus = pl.read_parquet(data / "tables" / "merged_corpus.parquet")
+    assert summary["passages_over_model_max_seq_length"] == int((corpus["n_tokens"] > 128).sum())
+    assert summary["passages_over_train_max_seq_length"] == 0  # passages are chunked to text.max_tokens=128
+
+
 def test_pairs_report_metadata_shows_its_images_inline(built) -> None:
     """Dagster's markdown view cannot follow the report's relative links to its PNGs: they are inlined there."""
     result, data = built

@@ -12,13 +12,14 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from lexdpr_pipeline.models.biencoder import ADAPTER_FILE, BiEncoder
+from lexdpr_pipeline.models.biencoder import ADAPTER_FILE, TEMPLATE_FILE, BiEncoder, Template
 from lexdpr_pipeline.models.losses import RELEVANT_CAP, MaskedMNRL, duplicate_mask, row_keys, text_key
 from lexdpr_pipeline.models.training import (
     TRAINING_FILE,
     duplicate_report,
     metrics_callback,
     read_training_metadata,
+    save_trained,
     train_biencoder,
     training_rows,
 )
@@ -171,7 +172,7 @@ def test_train_saves_a_loadable_model_with_metadata(data, tiny_model_dir: Path, 
     assert model.template.name == "e5"
     after = model.encode_queries(["민법 법원"])
     assert not np.allclose(before, after)  # weights moved
-    assert not (tmp_path / "model.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "model"]  # no staging folder left
 
 
 def test_early_stopping_stops_when_validation_does_not_improve(data, tiny_model_dir: Path, tmp_path: Path):
@@ -232,6 +233,48 @@ def test_lora_adapter_is_relocatable_and_merge_matches(data, tiny_model_dir: Pat
     meta = read_training_metadata(merged.model_dir)
     assert meta["lora"]["merged"] is True and (merged.model_dir / TRAINING_FILE).exists()
     np.testing.assert_allclose(BiEncoder.load(merged.model_dir).encode_passages(probe), adapted, atol=1e-4)
+
+
+class _FakeModel:
+    """Stands in for a SentenceTransformer in ``save_trained``: writes one file, or part of it and then fails."""
+
+    def __init__(self, weights: str, fail: bool = False) -> None:
+        self.weights, self.fail = weights, fail
+
+    def save(self, path: str) -> None:
+        (Path(path) / "weights.bin").write_text(self.weights)
+        if self.fail:
+            raise OSError("disk full while saving")
+
+
+def test_save_replaces_the_model_only_once_complete(tmp_path: Path):
+    """A failure while saving leaves the previous model folder as it was; success replaces it whole; no temp folder
+    is left behind; a folder that is not a saved model is never replaced."""
+    out = tmp_path / "work" / "model"
+    template, cfg = Template.named("none"), _cfg()
+
+    def save(model: _FakeModel, target: Path = out) -> Path:
+        return save_trained(model, template, target, base="base", cfg=cfg, merge=False, info={"run": model.weights})
+
+    def folders() -> list[str]:
+        return sorted(p.name for p in out.parent.iterdir())
+
+    assert save(_FakeModel("v1")) == out
+    assert (out / "weights.bin").read_text() == "v1" and read_training_metadata(out)["run"] == "v1"
+    with pytest.raises(OSError, match="disk full"):
+        save(_FakeModel("v2-partial", fail=True))
+    assert (out / "weights.bin").read_text() == "v1" and read_training_metadata(out)["run"] == "v1"
+    assert folders() == ["model"]
+    save(_FakeModel("v3"))
+    assert (out / "weights.bin").read_text() == "v3" and read_training_metadata(out)["run"] == "v3"
+    assert sorted(p.name for p in out.iterdir()) == sorted(["weights.bin", TRAINING_FILE, TEMPLATE_FILE])
+    assert folders() == ["model"]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a model")
+    with pytest.raises(FileExistsError):
+        save(_FakeModel("v4"), foreign)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
 def test_metrics_callback_logs_every_point_at_its_step_and_no_unmeasured_zero(

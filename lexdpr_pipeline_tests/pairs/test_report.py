@@ -11,8 +11,9 @@ import pytest
 
 from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives
-from lexdpr_pipeline.pairs.report import PairsReport, build_pairs_report
+from lexdpr_pipeline.pairs.report import PairsReport, build_pairs_report, model_max_seq_length, write_pairs_report
 from lexdpr_pipeline.pairs.splits import SplitConfig, assign_splits, split_sizes
+from lexdpr_pipeline.settings import PairsSettings, TrainSettings
 from lexdpr_pipeline.text.chunking import WhitespaceTokenCounter
 from lexdpr_pipeline_tests.pairs.conftest import RealSlice
 
@@ -97,7 +98,7 @@ def test_synthetic_report_tables(tmp_path: Path) -> None:
         CITATION_STATS,
         out,
         negatives_per_query=3,
-        max_seq_length=64,
+        train_max_seq_length=64,
         tokenizer_name="whitespace",
     )
     check_files(report, out)
@@ -106,8 +107,8 @@ def test_synthetic_report_tables(tmp_path: Path) -> None:
         "queries_by_type": {"law": 2, "cross_law": 2, "prec": 1},
         "split_sizes": {"train": 3, "valid": 1, "test": 1},
         "short_negative_rows": 2,
-        "queries_over_max_seq_length": 2,
-        "passages_over_max_seq_length": 2,
+        "queries_over_train_max_seq_length": 2,
+        "passages_over_train_max_seq_length": 2,
     }
     lines = report.markdown.splitlines()
     assert "5 queries, 4 source documents; corpus of 4 passages. Token counts use `whitespace`." in lines
@@ -158,7 +159,7 @@ def test_real_report(tmp_path: Path, real_slice: RealSlice, real_splits: pl.Data
         real_slice.citation_stats,
         tmp_path,
         negatives_per_query=5,
-        max_seq_length=40,
+        train_max_seq_length=40,
         tokenizer_name="whitespace",
     )
     check_files(report, tmp_path)
@@ -174,8 +175,8 @@ def test_real_report(tmp_path: Path, real_slice: RealSlice, real_splits: pl.Data
         "queries_by_type": by_type,
         "split_sizes": split_sizes(real_splits),
         "short_negative_rows": short,
-        "queries_over_max_seq_length": long_queries,
-        "passages_over_max_seq_length": long_passages,
+        "queries_over_train_max_seq_length": long_queries,
+        "passages_over_train_max_seq_length": long_passages,
     }
     assert report.summary == expected
     groups = len(set(real_splits["group_id"]))
@@ -199,7 +200,7 @@ def test_report_with_an_empty_split(tmp_path: Path) -> None:
         CITATION_STATS,
         tmp_path,
         negatives_per_query=3,
-        max_seq_length=64,
+        train_max_seq_length=64,
         tokenizer_name="whitespace",
     )
     check_files(report, tmp_path)
@@ -208,10 +209,50 @@ def test_report_with_an_empty_split(tmp_path: Path) -> None:
 
 
 def test_report_overwrites_previous_files(tmp_path: Path) -> None:
-    args: dict[str, Any] = {"negatives_per_query": 3, "max_seq_length": 64, "tokenizer_name": "whitespace"}
+    args: dict[str, Any] = {"negatives_per_query": 3, "train_max_seq_length": 64, "tokenizer_name": "whitespace"}
     build_pairs_report(synthetic_splits(), SYNTHETIC_CORPUS, CITATION_STATS, tmp_path, **args)
     smaller = synthetic_splits().filter(pl.col("query_type") != "prec")
     report = build_pairs_report(smaller, SYNTHETIC_CORPUS, CITATION_STATS, tmp_path, **args)
     assert "4 queries," in (tmp_path / "pairs_report.md").read_text(encoding="utf-8")
     check_files(report, tmp_path)
     assert report.summary["queries"] == 4
+
+
+def test_lengths_are_counted_against_the_training_and_the_model_limit(tmp_path: Path) -> None:
+    """train.max_seq_length (where training truncates) and the base model's own limit, read from its folder."""
+    model = tmp_path / "model"  # a sentence-transformers 6 save: the limit is the tokenizer's, capped by the config
+    model.mkdir()
+    (model / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x.Transformer"}]')
+    (model / "sentence_bert_config.json").write_text('{"transformer_task": "feature-extraction"}')
+    (model / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000000019884624838656}')
+    (model / "config.json").write_text('{"max_position_embeddings": 75}')
+    assert model_max_seq_length(model) == 75  # the tokenizer's "unlimited" is ignored: the config's 75
+    (model / "tokenizer_config.json").write_text('{"model_max_length": 60}')
+    assert model_max_seq_length(model) == 60
+    legacy = tmp_path / "legacy"  # an older save: max_seq_length in the module's sentence_bert_config.json
+    (legacy / "0_Transformer").mkdir(parents=True)
+    (legacy / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "0_Transformer", "type": "x"}]')
+    (legacy / "0_Transformer" / "sentence_bert_config.json").write_text('{"max_seq_length": 40}')
+    assert model_max_seq_length(legacy) == 40
+    assert model_max_seq_length(tmp_path / "none") is None and model_max_seq_length(None) is None
+    (model / "tokenizer_config.json").write_text('{"model_max_length": 75}')
+    citations = pl.DataFrame(schema={"kind": pl.String, "status": pl.String})
+    report = write_pairs_report(
+        synthetic_splits(),
+        SYNTHETIC_CORPUS,
+        citations,
+        tmp_path / "out",
+        pairs=PairsSettings(negatives_per_query=3),
+        train=TrainSettings(max_seq_length=8),
+        tokenizer_name="whitespace",
+        model_max_seq_length=model_max_seq_length(model),
+    )
+    # query tokens 4, 6, 70, 10, 80; passage tokens 10, 65, 100, 20
+    assert report.summary["queries_over_train_max_seq_length"] == 3
+    assert report.summary["passages_over_train_max_seq_length"] == 4
+    assert report.summary["queries_over_model_max_seq_length"] == 1
+    assert report.summary["passages_over_model_max_seq_length"] == 1
+    lines = report.markdown.splitlines()
+    assert "| what | mean | p50 | p90 | p99 | max | > 8 (train) | > 75 (model) |" in lines
+    assert next(line for line in lines if line.startswith("| query tokens |")).endswith("| 80 | 3 | 1 |")
+    assert report.summary["short_negative_rows"] == 2  # pairs.negatives_per_query reached the report

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from lexdpr_pipeline.artifacts import BaseModelManifest
 from lexdpr_pipeline.settings import Settings, load_settings
 from lexdpr_pipeline.sweeps.space import SweepSpec
 from lexdpr_pipeline_tests.training_fixtures import tiny_training_set
@@ -52,3 +53,11 @@ def make_spec(**kw: Any) -> SweepSpec:
     }
     data.update(kw)
     return SweepSpec.model_validate(data)
+
+
+def base_manifest(model: Path | str) -> BaseModelManifest:
+    """The base model as the sweep gets it (the ``base_model`` asset's manifest): a folder, or a name never loaded
+    (tests whose trainer is replaced)."""
+    if isinstance(model, Path):
+        return BaseModelManifest("tiny", str(model), None, "tiny-1")
+    return BaseModelManifest(model, None, model, f"hub:{model}")

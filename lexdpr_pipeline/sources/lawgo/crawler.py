@@ -15,7 +15,7 @@ disk for the target, so an interrupted-then-resumed crawl yields exactly the rec
 
 A body that does not parse is usually a truncated transfer: a listing page is fetched again like a transient error
 (the client's ``max_retries`` and backoff) and, if it never parses, quarantined and the crawl fails naming the file; a
-detail body is fetched again ``detail_parse_retries`` times, then quarantined and reported in
+detail body is fetched again ``lawgo.detail_parse_retries`` times, then quarantined and reported in
 :attr:`CrawlResult.missing` (retried on the next run). Every reason and log line passes through
 :func:`~lexdpr_pipeline.logging_setup.scrub_secrets`.
 """
@@ -34,6 +34,7 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from lexdpr_pipeline.logging_setup import redacting_logger, scrub_secrets, scrub_secrets_bytes
+from lexdpr_pipeline.settings import IngestSettings, LawGoSettings
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient, RawResponse
 from lexdpr_pipeline.sources.lawgo.errors import (
     LawGoError,
@@ -56,8 +57,6 @@ logger = redacting_logger(__name__)
 Target = Literal["law", "admrul", "prec"]
 KST = dt.timezone(dt.timedelta(hours=9), "KST")  # the API's dates are Korean calendar dates
 PAGE_SIZE = 100
-DEFAULT_DETAIL_PARSE_RETRIES = 2
-DEFAULT_INCREMENTAL_OVERLAP_DAYS = 30
 LISTING_QUARANTINE_PREFIX = "listing-page-"
 # API_NOTES: precedents from the 국세청 source are served as HTML only by lawService.do.
 HTML_ONLY_SOURCE = "국세법령정보시스템"
@@ -194,7 +193,7 @@ def _date_filter(
     until: dt.date | None,
     state: dict[str, Any],
     incremental: bool,
-    overlap_days: int = DEFAULT_INCREMENTAL_OVERLAP_DAYS,
+    overlap_days: int,
 ) -> tuple[dt.date | None, dt.date | None]:
     """The listing's date range. Incremental: from the last complete crawl's date minus ``overlap_days`` — decisions
     are often published weeks after their 선고일자, so a window starting exactly at the last crawl would miss them.
@@ -350,7 +349,7 @@ def _fetch_one(
     fmt: str,
     result: CrawlResult,
     parsed: dict[str, list[Any]],
-    parse_retries: int = DEFAULT_DETAIL_PARSE_RETRIES,
+    parse_retries: int,
 ) -> str:
     """Fetch, check and store one body; returns ``"fetched"``, ``"not_found"`` or ``"quarantined"``.
 
@@ -508,17 +507,18 @@ def crawl(
     target: Target,
     raw_dir: Path,
     *,
+    ingest: IngestSettings | None = None,
+    lawgo: LawGoSettings | None = None,
     since: dt.date | None = None,
     until: dt.date | None = None,
-    max_items: int | None = None,
-    fmt: Literal["XML", "JSON"] = "XML",
     incremental: bool = True,
     progress: bool = True,
-    detail_parse_retries: int = DEFAULT_DETAIL_PARSE_RETRIES,
-    incremental_overlap_days: int = DEFAULT_INCREMENTAL_OVERLAP_DAYS,
 ) -> CrawlResult:
     """List ``target`` (``lawSearch.do``), fetch the bodies not yet on disk, and rebuild all records.
 
+    The settings sections (defaults when None) give ``ingest.max_items`` (a cap on listing rows), ``ingest.fmt``
+    (XML or JSON bodies), ``lawgo.detail_parse_retries`` and ``lawgo.incremental_overlap_days``; the client's own
+    options (retries, rate limit) come from the same ``lawgo`` section through ``LawGoClient.from_settings``.
     ``since``/``until`` filter the listing by 공포일자 (law), 발령일자 (admrul) or 선고일자 (prec). With
     ``incremental`` and no ``since``, prec and admrul listings start ``incremental_overlap_days`` before the last
     complete crawl's date (from ``state.json``); law lists everything and fetches only MSTs not on disk. Stored
@@ -528,11 +528,14 @@ def crawl(
     the crawl — rerun to resume.
     """
     started = time.perf_counter()
+    ingest = ingest if ingest is not None else IngestSettings()
+    lawgo = lawgo if lawgo is not None else LawGoSettings()
+    max_items, detail_parse_retries = ingest.max_items, lawgo.detail_parse_retries
     if target not in SPECS:
         raise ValueError(f"target must be one of {sorted(SPECS)}, not {target!r}")
     if detail_parse_retries < 0:
         raise ValueError("detail_parse_retries must be >= 0")
-    fmt = fmt.upper()  # type: ignore[assignment]
+    fmt = ingest.fmt.upper()
     if fmt not in ("XML", "JSON"):
         raise ValueError(f"fmt must be 'XML' or 'JSON', not {fmt!r}")
     spec = SPECS[target]
@@ -542,7 +545,7 @@ def crawl(
     state = store.read_state()
     result = CrawlResult(target=target)
 
-    since, until = _date_filter(spec, since, until, state, incremental, incremental_overlap_days)
+    since, until = _date_filter(spec, since, until, state, incremental, lawgo.incremental_overlap_days)
     result.since = since
     rows, truncated = _list(client, spec, store, fmt, since, until, max_items, result)
     # The whole listing parsed: listing pages quarantined by an earlier run are history now.

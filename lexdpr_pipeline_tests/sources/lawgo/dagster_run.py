@@ -23,6 +23,8 @@ FAST_ENV = {
     "LEXDPR__LAWGO__BACKOFF_MAX_S": "0.05",
     "LEXDPR__LAWGO__TIMEOUT_S": "5",
 }
+#: The ingest run config's override that crawls the API.
+API = ["ingest.source=api"]
 
 
 @dataclass
@@ -45,8 +47,8 @@ def run_ingest(
     config: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
 ) -> IngestRun:
-    """Materialize ``asset`` once (config ``{"source": "api"}`` unless given) with ``tmp_path/home`` as DAGSTER_HOME
-    and ``tmp_path/data`` as the data dir; the key is ``fake.oc``."""
+    """Materialize ``asset`` once (run config ``{"overrides": API}`` unless given) with ``tmp_path/home`` as
+    DAGSTER_HOME and ``tmp_path/data`` as the data dir; the key is ``fake.oc``."""
     from lexdpr_pipeline.definitions import build_definitions
     from lexdpr_pipeline.settings import load_settings
 
@@ -68,7 +70,7 @@ def run_ingest(
         result = job.execute_in_process(
             instance=instance,
             asset_selection=[key],
-            run_config={"ops": {asset: {"config": config if config is not None else {"source": "api"}}}},
+            run_config={"ops": {asset: {"config": config if config is not None else {"overrides": API}}}},
             raise_on_error=False,
         )
         event = instance.get_latest_materialization_event(key)

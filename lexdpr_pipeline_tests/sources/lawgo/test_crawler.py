@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
+from lexdpr_pipeline.settings import IngestSettings
 from lexdpr_pipeline.sources.lawgo import crawler as crawler_module
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient, RawResponse
 from lexdpr_pipeline.sources.lawgo.crawler import crawl, rebuild_records
@@ -142,7 +144,7 @@ def test_explicit_dates_paging_and_max_items(
     assert sorted(drf.fetched()) == ["212243", "229173", "229759"]  # the three decisions of 2000
     assert [p.decision_date.year for p in result.records] == [2000, 2000, 2000]
 
-    capped = crawl(make_client(), "prec", tmp_path / "capped", max_items=3, progress=False)
+    capped = crawl(make_client(), "prec", tmp_path / "capped", ingest=IngestSettings(max_items=3), progress=False)
     assert capped.listed == 3 and capped.fetched == 3
     state = json.loads((tmp_path / "capped" / "prec" / "state.json").read_text(encoding="utf-8"))
     assert state["last_complete_date"] is None and state["last_run"]["complete"] is False  # a cut listing
@@ -220,7 +222,7 @@ def test_admin_rule_crawl(drf: FakeDrf, make_client: MakeClient, tmp_path: Path)
 
 def test_json_crawl_gives_the_same_records(drf: FakeDrf, make_client: MakeClient, tmp_path: Path) -> None:
     from_xml = crawl(make_client(), "prec", tmp_path / "xml", progress=False)
-    from_json = crawl(make_client(), "prec", tmp_path / "json", fmt="JSON", progress=False)
+    from_json = crawl(make_client(), "prec", tmp_path / "json", ingest=IngestSettings(fmt="JSON"), progress=False)
     assert sorted(p.name for p in (tmp_path / "json" / "prec" / "bodies").iterdir())[:2] == [
         "191295.json",
         "191295.meta.json",
@@ -247,7 +249,7 @@ def test_the_key_is_never_written_or_logged(
     client = make_client(timeout=0.4)
     for target in ("law", "prec", "admrul"):
         crawl(client, target, tmp_path, progress=False)  # type: ignore[arg-type]
-    crawl(client, "prec", tmp_path / "json", fmt="JSON", progress=False)
+    crawl(client, "prec", tmp_path / "json", ingest=IngestSettings(fmt="JSON"), progress=False)
 
     files = _files(tmp_path)
     assert len(files) > 30 and any(p.parent.name == "quarantine" for p in files)
@@ -274,7 +276,9 @@ def test_html_only_precedents_are_skipped_not_fetched(
 def test_zero_max_items_lists_nothing_and_keeps_the_state_date(
     drf: FakeDrf, make_client: MakeClient, tmp_path: Path
 ) -> None:
-    result = crawl(make_client(), "prec", tmp_path, max_items=0, progress=False)
+    with pytest.raises(pydantic.ValidationError):
+        IngestSettings(max_items=0)  # the settings refuse it; the crawler's own guard still holds
+    result = crawl(make_client(), "prec", tmp_path, ingest=IngestSettings.model_construct(max_items=0), progress=False)
     assert (result.listed, result.fetched, drf.requests) == (0, 0, [])
     assert json.loads((tmp_path / "prec" / "state.json").read_text(encoding="utf-8"))["last_complete_date"] is None
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from lexdpr_pipeline.settings import load_settings
+from lexdpr_pipeline.orchestration import failure_reason
+from lexdpr_pipeline.settings import LawGoSettings, load_settings
 from lexdpr_pipeline.sources.lawgo import crawler as crawler_module
 from lexdpr_pipeline.sources.lawgo.client import LawGoClient
 from lexdpr_pipeline.sources.lawgo.crawler import crawl
@@ -21,7 +22,7 @@ from lexdpr_pipeline.sources.lawgo.parsers import parse_prec_body
 from lexdpr_pipeline.storage import sha256_bytes
 from lexdpr_pipeline_tests.conftest import CORPUS
 from lexdpr_pipeline_tests.sources.lawgo.conftest import FAKE_OC, FakeDrf, SleepRecorder
-from lexdpr_pipeline_tests.sources.lawgo.dagster_run import run_ingest
+from lexdpr_pipeline_tests.sources.lawgo.dagster_run import API, run_ingest
 
 MakeClient = Callable[..., LawGoClient]
 
@@ -107,7 +108,7 @@ def test_a_document_that_stays_truncated_is_quarantined_and_counted(
     drf: FakeDrf, make_client: MakeClient, tmp_path: Path
 ) -> None:
     drf.always[("prec", "80866")] = "truncated-utf8"
-    result = crawl(make_client(), "prec", tmp_path, progress=False, detail_parse_retries=1)
+    result = crawl(make_client(), "prec", tmp_path, progress=False, lawgo=LawGoSettings(detail_parse_retries=1))
     assert drf.fetched().count("80866") == 2  # the first fetch and one re-fetch
     assert result.missing == ["80866"] and result.wanted == 6 and result.missing_share == pytest.approx(1 / 6)
     assert len(result.records) == 5 and [s.ref.endswith("80866.xml") for s in result.quarantined] == [True]
@@ -116,7 +117,7 @@ def test_a_document_that_stays_truncated_is_quarantined_and_counted(
     state = json.loads((tmp_path / "prec" / "state.json").read_text(encoding="utf-8"))
     assert state["last_run"]["missing"] == ["80866"]
 
-    again = crawl(make_client(), "prec", tmp_path, progress=False, detail_parse_retries=0)
+    again = crawl(make_client(), "prec", tmp_path, progress=False, lawgo=LawGoSettings(detail_parse_retries=0))
     assert drf.fetched().count("80866") == 3 and again.missing == ["80866"]  # retried once more, next run
 
     del drf.always[("prec", "80866")]
@@ -139,6 +140,24 @@ def test_the_completeness_check_fails_above_the_missing_share(
 
     lenient = run_ingest(tmp_path / "lenient", monkeypatch, drf, env={"LEXDPR__INGEST__MAX_MISSING_SHARE": "0.2"})
     assert lenient.checks["raw_precedents_completeness"].passed
+
+
+def test_the_ingest_run_config_overrides_ingest_and_lawgo_settings_only(
+    drf: FakeDrf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_lexdpr_handlers: None
+) -> None:
+    drf.always[("prec", "80866")] = "truncated"
+    overrides = [*API, "lawgo.detail_parse_retries=0", "ingest.max_missing_share=0.2", "ingest.max_items=6"]
+    run = run_ingest(tmp_path / "ok", monkeypatch, drf, config={"overrides": overrides})
+    assert run.success and run.metadata["source"] == "api"
+    assert (
+        drf.fetched().count("80866") == 1 and run.metadata["api_refetched"] == 0
+    )  # the lawgo override reached the crawl
+    assert run.metadata["max_missing_share"] == 0.2 and run.checks["raw_precedents_completeness"].passed
+
+    bad = run_ingest(tmp_path / "bad", monkeypatch, drf, config={"overrides": [*API, "train.epochs=2"]})
+    assert not bad.success
+    reason = failure_reason(bad.result)
+    assert "bad ingest run config" in reason and "ingest.*, lawgo.* only" in reason and "train.epochs=2" in reason
 
 
 def test_the_completeness_check_passes_for_the_mirror(
@@ -189,7 +208,9 @@ def test_the_incremental_window_overlaps_the_last_crawl(drf: FakeDrf, make_clien
     assert f"prec:{late}" in {r.prec_id for r in found.records} and len(found.records) == 7
     drf.requests.clear()
 
-    missed = crawl(make_client(), "prec", tmp_path / "b", progress=False, incremental_overlap_days=0)
+    missed = crawl(
+        make_client(), "prec", tmp_path / "b", progress=False, lawgo=LawGoSettings(incremental_overlap_days=0)
+    )
     assert drf.searches()[0]["prncYd"].startswith("20020110~") and drf.fetched() == []
     assert f"prec:{late}" not in {r.prec_id for r in missed.records} and len(missed.records) == 6
 
