@@ -953,7 +953,7 @@ def search_cmd(
 
 def _encoder(settings: Settings, model: Path | None):
     from lexdpr_pipeline.artifacts import ArtifactStore
-    from lexdpr_pipeline.models.biencoder import BiEncoder
+    from lexdpr_pipeline.models.encoders import load_encoder
     from lexdpr_pipeline.models.resolve import model_for_serving
 
     try:
@@ -963,8 +963,8 @@ def _encoder(settings: Settings, model: Path | None):
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]no model:[/red] {exc}")
         raise typer.Exit(1) from exc
-    Console(stderr=True).print(f"[dim]model {chosen.path} ({chosen.origin})[/dim]")
-    return BiEncoder.load(chosen.path), chosen
+    Console(stderr=True).print(f"[dim]model {chosen.path} ({chosen.origin}, {chosen.backend})[/dim]")
+    return load_encoder(chosen.path, chosen.backend, chosen.export_path, threads=settings.embed.threads), chosen
 
 
 @app.command("embed")

@@ -12,6 +12,7 @@ import dagster as dg
 
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.assets.corpus import CORPUS_ASSETS
+from lexdpr_pipeline.assets.encoder_export import ENCODER_EXPORT_ASSETS, ENCODER_EXPORT_CHECKS
 from lexdpr_pipeline.assets.evaluation import EVALUATION_ASSETS
 from lexdpr_pipeline.assets.ingest import INGEST_ASSETS, INGEST_CHECKS, SOURCE_ASSETS
 from lexdpr_pipeline.assets.models import MODEL_ASSETS
@@ -63,10 +64,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *TRAINING_DATA_ASSETS,
             *TRAINING_ASSETS,
             *EVALUATION_ASSETS,
+            *ENCODER_EXPORT_ASSETS,
             *SEARCH_INDEX_ASSETS,
             *SWEEP_ASSETS,  # declared only: sweep_job reports it, '*' never runs a sweep
         ],
-        asset_checks=[*INGEST_CHECKS, *TRAINING_DATA_CHECKS, *SEARCH_INDEX_CHECKS],
+        asset_checks=[*INGEST_CHECKS, *TRAINING_DATA_CHECKS, *ENCODER_EXPORT_CHECKS, *SEARCH_INDEX_CHECKS],
         executor=run_executor(settings.schedule.model_step_concurrency),
         jobs=[ingest_job, downstream_refresh_job, retrain_job, observe_sources_job, *SWEEP_JOBS],
         schedules=schedules,

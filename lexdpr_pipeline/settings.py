@@ -229,6 +229,16 @@ class TrackingSettings(_Section):
 class EmbedSettings(_Section):
     model: str = Field("trained", description="trained (the trained_model asset), base, or a model folder")
     batch_size: int = Field(64, ge=1)
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="Encoder runtime: torch fp32, an ONNX export (fp32 or int8), or auto: onnx-int8, else onnx, "
+        "whichever first passes the encoder_export quality gate, else torch",
+    )
+    threads: int | None = Field(None, ge=1, description="Intra-op threads of the encoder (None: every core)")
+    gate_min_mean_cosine: float = Field(0.99, gt=0, le=1, description="Gate: mean cosine to torch fp32 vectors")
+    gate_max_ndcg_drop: float = Field(0.01, ge=0, le=1, description="Gate: largest relative nDCG@10 drop vs torch")
+    gate_sample_passages: int = Field(512, ge=1, description="Gate: sampled merged_corpus passages (seeded)")
+    gate_sample_queries: int = Field(128, ge=1, description="Gate: sampled valid-split queries of dataset_splits")
 
 
 class IndexSettings(_Section):

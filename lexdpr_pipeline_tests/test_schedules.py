@@ -89,7 +89,7 @@ def test_the_corpus_refresh_never_trains_and_the_retrain_job_covers_the_model() 
         "passage_embeddings",
         "faiss_index",
     } <= refresh
-    assert _job_assets(defs, "retrain_job") == MODEL_ASSETS | {"passage_embeddings", "faiss_index"}
+    assert _job_assets(defs, "retrain_job") == MODEL_ASSETS | {"encoder_export", "passage_embeddings", "faiss_index"}
     assert refresh_downstream_after_ingest.job_name == "downstream_refresh_job"
 
 
@@ -229,7 +229,8 @@ def test_after_ingest_refreshes_everything_below_a_change_with_the_current_model
 def _index_defs(tmp_path: Path, model_dir: Path, state: dict) -> dg.Definitions:
     """Stand-ins for ingest, corpus and model (a manifest of the tiny model); base_model, bm25_index,
     passage_embeddings and faiss_index are the project's own assets."""
-    settings = load_settings(overrides=[f"paths.data_dir={tmp_path}", f"models.base_model={model_dir}"], environ={})
+    overrides = [f"paths.data_dir={tmp_path}", f"models.base_model={model_dir}", "embed.backend=torch"]
+    settings = load_settings(overrides=overrides, environ={})
 
     @dg.asset(name="raw_statutes", group_name=INGEST_GROUP, code_version="1")
     def raw_statutes_stand_in() -> dg.Output[dict]:
@@ -244,7 +245,8 @@ def _index_defs(tmp_path: Path, model_dir: Path, state: dict) -> dg.Definitions:
     def trained_model_stand_in() -> dict:
         return {"path": str(model_dir), "content_hash": "tiny-trained-v1"}
 
-    wanted = {dg.AssetKey(k) for k in ("base_model", "bm25_index", "passage_embeddings", "faiss_index")}
+    names = ("base_model", "encoder_export", "bm25_index", "passage_embeddings", "faiss_index")
+    wanted = {dg.AssetKey(k) for k in names}
     real = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.key in wanted]  # as the project has them
     assert len(real) == len(wanted)
     return dg.Definitions(
@@ -267,7 +269,13 @@ def test_a_corpus_change_encodes_only_changed_passages_with_the_current_model(
         assert materialize(instance, index_defs, [dg.AssetKey("raw_statutes")]).success
         request = _after_ingest(instance, index_defs)
         assert isinstance(request, dg.RunRequest)
-        assert _names(request.asset_selection) == {"merged_corpus", "bm25_index", "passage_embeddings", "faiss_index"}
+        assert _names(request.asset_selection) == {
+            "merged_corpus",
+            "encoder_export",  # its gate samples the corpus; its data version changes only with the model/choice
+            "bm25_index",
+            "passage_embeddings",
+            "faiss_index",
+        }
         assert materialize(instance, index_defs, list(request.asset_selection)).success
 
         assert _materialization_count(instance, "trained_model") == 1

@@ -98,6 +98,25 @@ class EmbeddingSetManifest(Manifest):
     content_hash: str
     reused: int = 0
     encoded: int = 0
+    encoder_backend: str = "torch"  # the runtime that made the vectors (model_version then names it too)
+    encoder_path: str | None = None  # its export folder (None for torch)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderExportManifest(Manifest):
+    """The ONNX exports of one model, their quality gate against torch, and the backend ``embed.backend`` chose."""
+
+    KIND: ClassVar[str] = "encoder_export"
+    model_path: str
+    model_version: str
+    requested: str  # embed.backend: auto | torch | onnx | onnx-int8
+    chosen: str  # what passage_embeddings uses: torch | onnx | onnx-int8
+    chosen_path: str | None  # the chosen export's folder (None for torch)
+    chosen_passed: bool  # False only when a forced backend failed (the blocking check then fails)
+    encoder_version: str  # keys the vectors: the model version plus the backend (models.encoders.encoder_version)
+    content_hash: str
+    sample: str = ""
+    backends: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # per backend: path, gate, rates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +159,8 @@ class IndexPointer(Manifest):
     passages: int = 0
     index_version: str = ""
     created_at: str = ""
+    encoder_backend: str = "torch"  # the runtime that embedded the passages; queries must use the same
+    encoder_path: str | None = None  # its export folder (None for torch)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | Self) -> Self:
@@ -154,6 +175,7 @@ MANIFEST_TYPES: tuple[type[Manifest], ...] = (
     BaseModelManifest,
     TrainedModelManifest,
     EmbeddingSetManifest,
+    EncoderExportManifest,
     Bm25IndexManifest,
     FaissIndexManifest,
     IndexPointer,

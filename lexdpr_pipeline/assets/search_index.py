@@ -18,6 +18,7 @@ from lexdpr_pipeline.artifacts import (
     BaseModelManifest,
     Bm25IndexManifest,
     EmbeddingSetManifest,
+    EncoderExportManifest,
     FaissIndexManifest,
     Kind,
     TrainedModelManifest,
@@ -27,6 +28,7 @@ from lexdpr_pipeline.index.embeddings import EmbeddingSet, EmbedResult, embed_co
 from lexdpr_pipeline.index.faiss_index import IDS_FILE, DenseIndex, IndexSpec, approximate_recall
 from lexdpr_pipeline.index.publish import FaissBuild, build_or_reuse_bm25, build_or_update_faiss, publish_index
 from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.models.encoders import load_encoder
 from lexdpr_pipeline.models.resolve import choose_model
 from lexdpr_pipeline.resources import ArtifactStoreResource, LexDprProject
 
@@ -67,6 +69,7 @@ def _embedding_metadata(result: EmbedResult, manifest: EmbeddingSetManifest, mod
         "path": dg.MetadataValue.path(manifest.path),
         "model": model,
         "model_path": manifest.model_path,
+        "encoder_backend": manifest.encoder_backend,
         "content_hash": manifest.content_hash,
         "passages": dg.MetadataValue.int(manifest.passages),
         "dim": dg.MetadataValue.int(manifest.dim),
@@ -79,7 +82,7 @@ def _embedding_metadata(result: EmbedResult, manifest: EmbeddingSetManifest, mod
     }
 
 
-@dg.asset(group_name=GROUP, code_version="embeddings-1", kinds={"numpy", "pytorch"}, op_tags=MODEL_STEP_TAGS)
+@dg.asset(group_name=GROUP, code_version="embeddings-2", kinds={"numpy", "onnx"}, op_tags=MODEL_STEP_TAGS)
 def passage_embeddings(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
@@ -87,25 +90,33 @@ def passage_embeddings(
     merged_corpus: pl.DataFrame,
     trained_model: TrainedModelManifest,
     base_model: BaseModelManifest,
+    encoder_export: EncoderExportManifest,
 ) -> dg.Output[EmbeddingSetManifest]:
-    """``merged_corpus`` embedded with the model ``embed.model`` names (trained | base | a folder): float32
-    normalized vectors + ids at ``data/embeddings/<key>/``. Only passages whose content hash the per-model cache
-    (``data/embeddings/cache/``, shared with evaluation) lacks are encoded."""
+    """``merged_corpus`` embedded with the model ``embed.model`` names (trained | base | a folder) on the backend
+    ``encoder_export`` chose: float32 normalized vectors + ids at ``data/embeddings/<key>/``. Only passages whose
+    content hash the per-encoder cache (``data/embeddings/cache/``, keyed by model version + backend) lacks are
+    encoded."""
     started = time.perf_counter()
     settings, store = project.settings, artifacts.store
     choice = choose_model(settings.embed.model, trained_model, base_model)
-    context.log.info(f"embedding {merged_corpus.height} passages with {choice.path} ({settings.embed.model})")
+    if encoder_export.model_version != choice.version:
+        raise ValueError(
+            f"encoder_export was made for model version {encoder_export.model_version}, embed.model now names "
+            f"{choice.version}: materialize encoder_export again"
+        )
+    backend, export_path = encoder_export.chosen, encoder_export.chosen_path
+    context.log.info(f"embedding {merged_corpus.height} passages with {choice.path} ({settings.embed.model}/{backend})")
     result = embed_corpus(
         merged_corpus,
-        lambda: BiEncoder.load(choice.path),
-        model_version=choice.version,
+        lambda: load_encoder(choice.path, backend, export_path, threads=settings.embed.threads),
+        model_version=encoder_export.encoder_version,
         model_path=choice.path,
         root=store.root(Kind.EMBEDDINGS),
         cache_root=store.root(Kind.EMBEDDING_CACHE),
         batch_size=settings.embed.batch_size,
         progress=True,
     )
-    manifest = result.manifest(choice.path)
+    manifest = result.manifest(choice.path, backend, export_path)
     return dg.Output(
         manifest,
         data_version=dg.DataVersion(manifest.content_hash),

@@ -242,8 +242,11 @@ class EmbedResult:
     reused: int  # passages whose vectors came from the cache or an existing set
     from_existing: bool  # the whole set already existed under its key
 
-    def manifest(self, model_path: str) -> EmbeddingSetManifest:
-        """What the ``passage_embeddings`` asset records (``model_path``: the model as it was chosen for this run)."""
+    def manifest(
+        self, model_path: str, encoder_backend: str = "torch", encoder_path: str | None = None
+    ) -> EmbeddingSetManifest:
+        """What the ``passage_embeddings`` asset records (``model_path``: the model as it was chosen for this run;
+        ``encoder_backend`` / ``encoder_path``: the runtime that embedded it, which queries must use too)."""
         emb = self.embeddings
         return EmbeddingSetManifest(
             path=str(self.path),
@@ -254,6 +257,8 @@ class EmbedResult:
             content_hash=str(emb.key),
             reused=self.reused,
             encoded=self.encoded,
+            encoder_backend=encoder_backend,
+            encoder_path=encoder_path,
         )
 
 

@@ -27,6 +27,8 @@ class ModelChoice:
     path: str  # what BiEncoder.load gets: a folder (or a hub id for a base model)
     version: str  # identifies the weights (+ template): the content hash of the model
     origin: str = ""  # why this model: "--model", "index pointer …", "embed.model=…"
+    backend: str = "torch"  # the runtime to encode with (the served index's; models.encoders.load_encoder)
+    export_path: str | None = None  # its export folder (None for torch)
 
 
 def folder_version(folder: Path) -> str:
@@ -92,7 +94,13 @@ def model_for_serving(
     pointer_file = Path(pointer) if pointer is not None else store.pointer_path
     if pointer_file.is_file():
         served = store.read_pointer(pointer_file)
-        return ModelChoice(served.model_path, served.model_version, f"index pointer {pointer_file}")
+        return ModelChoice(
+            served.model_path,
+            served.model_version,
+            f"index pointer {pointer_file}",
+            served.encoder_backend,
+            served.encoder_path,
+        )
     if embed_model not in ("trained", "base"):
         return choose_model(embed_model, None, None)
     trained = store.find_manifest("trained_model", TrainedModelManifest) if embed_model == "trained" else None

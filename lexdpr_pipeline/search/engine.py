@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.faiss_index import DenseIndex
     from lexdpr_pipeline.models.biencoder import BiEncoder
+    from lexdpr_pipeline.models.onnx_encoder import OnnxEncoder
     from lexdpr_pipeline.settings import SearchSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class SearchEngine:
         self,
         corpus: pl.DataFrame,
         *,
-        model: BiEncoder | None,
+        model: BiEncoder | OnnxEncoder | None,
         dense: DenseIndex | None,
         bm25: BM25Index | None,
         settings: SearchSettings,
@@ -227,7 +228,7 @@ class SearchEngine:
 
     # encoding -------------------------------------------------------------------------------------------------------
 
-    def _need_model(self) -> BiEncoder:
+    def _need_model(self) -> BiEncoder | OnnxEncoder:
         if self.model is None:
             raise ValueError("no model loaded: this engine only has a BM25 index")
         return self.model
@@ -439,7 +440,7 @@ def load_engine(settings: Settings, pointer: Path | IndexPointer | None = None) 
     from lexdpr_pipeline.index.bm25 import BM25Index
     from lexdpr_pipeline.index.embeddings import EmbeddingSet
     from lexdpr_pipeline.index.faiss_index import DenseIndex
-    from lexdpr_pipeline.models.biencoder import BiEncoder
+    from lexdpr_pipeline.models.encoders import load_encoder
 
     store = ArtifactStore.from_settings(settings)
     if isinstance(pointer, IndexPointer):
@@ -457,9 +458,10 @@ def load_engine(settings: Settings, pointer: Path | IndexPointer | None = None) 
     )
     if dense.spec.faiss_type != "flat" and ptr.embeddings_path and Path(ptr.embeddings_path).is_dir():
         dense.attach_vectors(EmbeddingSet.load(Path(ptr.embeddings_path), mmap=True))
-    model = BiEncoder.load(ptr.model_path)
+    # Queries are encoded by the runtime that embedded the passages (torch, or the export the pointer names).
+    model = load_encoder(ptr.model_path, ptr.encoder_backend, ptr.encoder_path, threads=settings.embed.threads)
     bm25 = BM25Index.load(ptr.bm25_path) if ptr.bm25_path else None
-    keys = ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages")
+    keys = ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages", "encoder_backend")
     versions = {k: getattr(ptr, k) for k in keys}
     versions["pointer"] = where
     return SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search, versions=versions)

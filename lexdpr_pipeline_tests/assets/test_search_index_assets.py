@@ -1,7 +1,8 @@
 """bm25_index, passage_embeddings, faiss_index and their checks in Dagster, on a real corpus slice with the tiny model.
 
 ``merged_corpus`` and ``trained_model`` are stand-ins (a corpus slice, a manifest pointing at the tiny model) so
-these assets are tested in isolation; ``base_model`` is the real asset.
+these assets are tested in isolation; ``base_model`` and ``encoder_export`` are the real assets. These tests embed
+with torch (``embed.backend=torch``); test_encoder_export_asset.py covers the ONNX backends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import polars as pl
 import pytest
 
 from lexdpr_pipeline.artifacts import ArtifactStore, FaissIndexManifest, IndexPointer
+from lexdpr_pipeline.assets.encoder_export import ENCODER_EXPORT_ASSETS, ENCODER_EXPORT_CHECKS
 from lexdpr_pipeline.assets.models import base_model
 from lexdpr_pipeline.assets.search_index import (
     SEARCH_INDEX_ASSETS,
@@ -39,11 +41,14 @@ POINTER_KEYS = {
     "passages",
     "index_version",
     "created_at",
+    "encoder_backend",
+    "encoder_path",
 }
 
 
 def _settings(data: Path, model_dir: Path, *overrides: str):
-    return load_settings(overrides=[f"paths.data_dir={data}", f"models.base_model={model_dir}", *overrides], environ={})
+    base = [f"paths.data_dir={data}", f"models.base_model={model_dir}", "embed.backend=torch"]
+    return load_settings(overrides=[*base, *overrides], environ={})
 
 
 def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
@@ -56,8 +61,8 @@ def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
         return {"path": str(model_dir), "content_hash": "tiny-trained-v1"}
 
     return dg.Definitions(
-        assets=[merged_corpus_slice, trained_model_stand_in, base_model, *SEARCH_INDEX_ASSETS],
-        asset_checks=SEARCH_INDEX_CHECKS,
+        assets=[merged_corpus_slice, trained_model_stand_in, base_model, *ENCODER_EXPORT_ASSETS, *SEARCH_INDEX_ASSETS],
+        asset_checks=[*ENCODER_EXPORT_CHECKS, *SEARCH_INDEX_CHECKS],
         resources=project_resources(settings),
     )
 
@@ -80,7 +85,11 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
     corpus = corpus_slice()
     with dg.DagsterInstance.ephemeral() as instance:
         emb, idx, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
-        assert checks == {"faiss_index_matches_corpus": True, "faiss_recall_at_10": True}
+        assert checks == {
+            "encoder_export_quality_gate": True,
+            "faiss_index_matches_corpus": True,
+            "faiss_recall_at_10": True,
+        }
         assert (emb["encoded"], emb["reused"], emb["passages"]) == (corpus.height, 0, corpus.height)
         assert idx["update"].startswith("built")
         pointer = _pointer(tmp_path)
@@ -93,6 +102,7 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
         assert ArtifactStore(tmp_path).read_pointer() == IndexPointer.from_dict(pointer)
         assert pointer["corpus_path"] == str(tmp_path / "tables" / "merged_corpus.parquet")
         assert pointer["model_path"] == str(tiny_model_dir) and pointer["model_version"] == "tiny-trained-v1"
+        assert (pointer["encoder_backend"], pointer["encoder_path"]) == ("torch", None)  # torch: today's version
         assert pointer["index_version"] == manifest["content_hash"] and pointer["passages"] == corpus.height
         assert Path(pointer["faiss_path"]).parent == tmp_path / "indexes" / "faiss"
         assert Path(pointer["embeddings_path"]).parent == tmp_path / "embeddings"

@@ -99,6 +99,7 @@ def test_graph_runs_and_every_check_passes(built) -> None:
         "minimum_pair_count": True,
         "faiss_index_matches_corpus": True,
         "faiss_recall_at_10": True,
+        "encoder_export_quality_gate": True,  # embed.backend=auto never chooses an export that failed the gate
     }
     # The whole graph ran: a model was trained, evaluated, and its index published for search.
     assert (data / "indexes" / "CURRENT.json").exists()

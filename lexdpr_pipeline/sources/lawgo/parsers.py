@@ -226,27 +226,52 @@ def parse_law_body(
                 for sub in as_list(item.get("목")):
                     sub = _dict(sub, "목")
                     text_lines += _numbered(sub.get("목번호"), sub.get("목내용"))
-        article_id = statute_article_id(law_id, number, branch)
-        if article_id in seen:
-            logger.warning("%s: duplicate article %s kept once", source_ref, article_id)
-            continue
-        seen.add(article_id)
-        records.append(
-            StatuteArticle(
-                article_id=article_id,
-                **common,
-                article_no=number,
-                article_branch=branch,
-                article_key=article_key(number, branch),
-                article_title=title,
-                headings=headings.current(),
-                text="\n".join(text_lines),
-                is_deleted=_is_deleted(text_lines),
-                source="api",
-                source_ref=source_ref,
-            )
+        _add_article(
+            records,
+            seen,
+            StatuteArticle,
+            statute_article_id(law_id, number, branch),
+            common,
+            (number, branch, title),
+            headings,
+            text_lines,
+            source_ref,
         )
     return records
+
+
+def _add_article(
+    records: list,
+    seen: set[str],
+    cls: type[StatuteArticle] | type[AdminRuleArticle],
+    article_id: str,
+    common: dict,
+    head: tuple[int, int, str],
+    headings: _Headings,
+    text_lines: list[str],
+    source_ref: str,
+) -> None:
+    """Append one parsed article (statute or admin rule); a second article with the same id is logged and dropped."""
+    if article_id in seen:
+        logger.warning("%s: duplicate article %s kept once", source_ref, article_id)
+        return
+    seen.add(article_id)
+    number, branch, title = head
+    records.append(
+        cls(
+            article_id=article_id,
+            **common,
+            article_no=number,
+            article_branch=branch,
+            article_key=article_key(number, branch),
+            article_title=title,
+            headings=headings.current(),
+            text="\n".join(text_lines),
+            is_deleted=_is_deleted(text_lines),
+            source="api",
+            source_ref=source_ref,
+        )
+    )
 
 
 # --- administrative rules (target=admrul) -------------------------------------------------------------------------
@@ -295,25 +320,16 @@ def parse_admrul_body(body: bytes, fmt: Fmt, source_ref: str) -> list[AdminRuleA
             continue
         number, branch, title, rest = head
         text_lines = ([rest] if rest else []) + lines[1:]
-        article_id = admin_rule_article_id(rule_id, number, branch)
-        if article_id in seen:
-            logger.warning("%s: duplicate article %s kept once", source_ref, article_id)
-            continue
-        seen.add(article_id)
-        records.append(
-            AdminRuleArticle(
-                article_id=article_id,
-                **common,
-                article_no=number,
-                article_branch=branch,
-                article_key=article_key(number, branch),
-                article_title=title,
-                headings=headings.current(),
-                text="\n".join(text_lines),
-                is_deleted=_is_deleted(text_lines),
-                source="api",
-                source_ref=source_ref,
-            )
+        _add_article(
+            records,
+            seen,
+            AdminRuleArticle,
+            admin_rule_article_id(rule_id, number, branch),
+            common,
+            (number, branch, title),
+            headings,
+            text_lines,
+            source_ref,
         )
     return records
 

@@ -1,0 +1,218 @@
+"""The ``encoder_export`` workflow: export a model to ONNX, gate each export against torch, choose the backend.
+
+For the model ``embed.model`` names, every ONNX backend ``embed.backend`` may use is exported into the store
+(:func:`~lexdpr_pipeline.models.export.export_to_store`, content-addressed, reused), embedded on a fixed sample
+(:func:`gate_sample`) and compared with the torch fp32 vectors (:func:`.quality_gate.quality_gate`).
+
+The choice (:func:`choose_backend`):
+
+- ``torch``: nothing is exported;
+- ``onnx`` / ``onnx-int8``: that backend, passed or not (a failed one fails the blocking asset check, so nothing
+  downstream embeds with it);
+- ``auto``: the first of :data:`~lexdpr_pipeline.models.encoders.ONNX_BACKENDS` (int8, then fp32) that passed,
+  else torch. The order is fixed rather than re-measured on every run: the throughput of two close backends on a
+  small sample is noisy, and a flip between runs would re-embed the whole corpus. The measured passages/s of every
+  backend are recorded beside the choice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lexdpr_pipeline.artifacts import ArtifactStore
+from lexdpr_pipeline.artifacts.manifests import EncoderExportManifest
+from lexdpr_pipeline.models.encoders import ONNX_BACKENDS, TORCH, encoder_version, load_encoder
+from lexdpr_pipeline.models.export import export_to_store
+from lexdpr_pipeline.models.quality_gate import Vectors, quality_gate
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_SEED = 0
+GATE_SPLIT = "valid"
+
+
+@dataclass(frozen=True)
+class GateSample:
+    """Passages (id -> text), valid queries (id -> text) and their positives among the sampled passages."""
+
+    passages: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, list[str]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        scored = sum(1 for rel in self.qrels.values() if rel)
+        return f"{len(self.passages)} passages, {len(self.queries)} {GATE_SPLIT} queries ({scored} with positives)"
+
+
+def gate_sample(
+    corpus: pl.DataFrame,
+    splits: pl.DataFrame | None,
+    *,
+    n_passages: int,
+    n_queries: int,
+    seed: int = SAMPLE_SEED,
+) -> GateSample:
+    """A seeded sample: ``n_queries`` valid-split queries of ``splits`` (when given), the passages they name as
+    positives, then random corpus passages up to ``n_passages`` — so the gate's nDCG ranks real positives."""
+    corpus = corpus.select("passage_id", "text").sort("passage_id")
+    known = set(corpus["passage_id"].to_list())
+    queries: dict[str, str] = {}
+    qrels: dict[str, list[str]] = {}
+    if splits is not None and {"query_id", "query_text", "split", "positive_ids"} <= set(splits.columns):
+        valid = splits.filter(pl.col("split") == GATE_SPLIT).sort("query_id")
+        valid = valid.sample(min(n_queries, valid.height), seed=seed) if valid.height else valid
+        for qid, text, positives in valid.select("query_id", "query_text", "positive_ids").iter_rows():
+            queries[str(qid)] = str(text)
+            qrels[str(qid)] = [p for p in (positives or []) if p in known]
+    chosen: list[str] = list(dict.fromkeys(p for rel in qrels.values() for p in rel))[:n_passages]
+    rest = corpus.filter(~pl.col("passage_id").is_in(chosen))
+    fill = min(max(n_passages - len(chosen), 0), rest.height)
+    if fill:
+        chosen += rest.sample(fill, seed=seed)["passage_id"].to_list()
+    text_of = dict(corpus.filter(pl.col("passage_id").is_in(chosen)).iter_rows())
+    return GateSample({pid: text_of[pid] for pid in chosen}, queries, qrels)
+
+
+@dataclass
+class BackendResult:
+    """One backend on the gate's sample (torch is the reference: no gate)."""
+
+    backend: str
+    path: str | None = None
+    passed: bool = False
+    error: str | None = None
+    gate: dict[str, Any] | None = None
+    passages_per_s: float | None = None
+    queries_per_s: float | None = None
+
+
+def _timed_vectors(encoder: Any, sample: GateSample, batch_size: int) -> tuple[Vectors, float | None, float | None]:
+    def rate(n: int, seconds: float) -> float | None:
+        return round(n / seconds, 1) if n and seconds > 0 else None
+
+    started = time.perf_counter()
+    passages = np.asarray(encoder.encode_passages(list(sample.passages.values()), batch_size=batch_size))
+    middle = time.perf_counter()
+    texts = list(sample.queries.values())
+    queries = np.asarray(encoder.encode_queries(texts, batch_size=batch_size)) if texts else None
+    ended = time.perf_counter()
+    if queries is None:  # torch and onnx disagree on the shape of "nothing"
+        queries = np.zeros((0, passages.shape[1]), np.float32)
+    vectors = Vectors(passages.astype(np.float32), queries.astype(np.float32))
+    return vectors, rate(len(sample.passages), middle - started), rate(len(sample.queries), ended - middle)
+
+
+def backends_to_try(requested: str) -> tuple[str, ...]:
+    """The exports ``embed.backend`` needs: none for torch, one when forced, all for auto."""
+    if requested == TORCH:
+        return ()
+    if requested == "auto":
+        return ONNX_BACKENDS
+    if requested not in ONNX_BACKENDS:
+        raise ValueError(f"unknown embed.backend {requested!r}")
+    return (requested,)
+
+
+def choose_backend(requested: str, results: dict[str, BackendResult]) -> str:
+    """The backend ``embed.backend`` = ``requested`` gets (see the module doc)."""
+    if requested != "auto":
+        return requested
+    return next((b for b in ONNX_BACKENDS if b in results and results[b].passed), TORCH)
+
+
+def export_and_gate(
+    store: ArtifactStore,
+    model_path: str,
+    model_version: str,
+    requested: str,
+    sample: GateSample,
+    *,
+    threads: int | None = None,
+    min_mean_cosine: float = 0.99,
+    max_ndcg_drop: float = 0.01,
+    batch_size: int = 64,
+    exporter: Callable[..., Path] | None = None,
+) -> EncoderExportManifest:
+    """Export, gate and choose (module doc). ``exporter``: ``export_to_store`` by default (tests pass a broken
+    one). An export that raises is recorded as failed with its error; it never stops the others."""
+    exporter = exporter or export_to_store
+    results: dict[str, BackendResult] = {TORCH: BackendResult(TORCH, passed=True)}
+    wanted = backends_to_try(requested)
+    if wanted:
+        reference = load_encoder(model_path, TORCH, threads=threads)
+        ref_vectors, p_rate, q_rate = _timed_vectors(reference, sample, batch_size)
+        results[TORCH].passages_per_s, results[TORCH].queries_per_s = p_rate, q_rate
+        del reference
+    for backend in wanted:
+        result = results.setdefault(backend, BackendResult(backend))
+        try:
+            path = exporter(store, model_path, model_version, backend)
+            result.path = str(path)
+            candidate = load_encoder(model_path, backend, path, threads=threads)
+            vectors, result.passages_per_s, result.queries_per_s = _timed_vectors(candidate, sample, batch_size)
+        except Exception as exc:  # a failed export is a gate failure: reported, never a crash
+            logger.warning("encoder export %s of %s failed: %s", backend, model_path, exc)
+            result.error = f"{type(exc).__name__}: {exc}"
+            continue
+        report = quality_gate(
+            ref_vectors,
+            vectors,
+            sample.passages,
+            sample.queries,
+            sample.qrels,
+            min_mean_cosine=min_mean_cosine,
+            ndcg_tolerance=max_ndcg_drop,
+        )
+        result.gate, result.passed = report.to_dict(), report.passed
+    chosen = choose_backend(requested, results)
+    chosen_result = results.get(chosen, BackendResult(chosen))
+    key = {"model": model_version, "chosen": chosen, "path": chosen_result.path, "passed": chosen_result.passed}
+    return EncoderExportManifest(
+        model_path=model_path,
+        model_version=model_version,
+        requested=requested,
+        chosen=chosen,
+        chosen_path=chosen_result.path,
+        chosen_passed=chosen_result.passed,
+        encoder_version=encoder_version(model_version, chosen),
+        content_hash=hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest(),
+        sample=sample.describe(),
+        backends={name: asdict(r) for name, r in results.items()},
+    )
+
+
+def gate_table(manifest: EncoderExportManifest) -> str:
+    """A markdown table of the backends: gate numbers, throughput, verdict."""
+
+    def num(value: Any, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, int | float) and value == value else "–"
+
+    lines = [
+        "| backend | passed | mean cos | min cos | nDCG@10 torch → backend | passages/s | queries/s | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in manifest.backends.items():
+        gate = r.get("gate") or {}
+        ndcg = (
+            f"{num(gate.get('ndcg_reference'), '.4f')} → {num(gate.get('ndcg_candidate'), '.4f')}"
+            if gate.get("ndcg_reference") is not None
+            else "–"
+        )
+        note = "reference" if name == TORCH else (r.get("error") or "; ".join(gate.get("reasons") or []))
+        chosen = " (chosen)" if name == manifest.chosen else ""
+        lines.append(
+            f"| {name}{chosen} | {'yes' if r.get('passed') else 'no'} | {num(gate.get('mean_cosine'), '.5f')} | "
+            f"{num(gate.get('min_cosine'), '.5f')} | {ndcg} | {num(r.get('passages_per_s'), '.1f')} | "
+            f"{num(r.get('queries_per_s'), '.1f')} | {note.replace('|', '/')} |"
+        )
+    return "\n".join(lines)
