@@ -14,9 +14,6 @@ import polars as pl
 import pytest
 
 from lexdpr_pipeline.artifacts import ArtifactStore, EmbeddingSetManifest, EncoderExportManifest, IndexPointer
-from lexdpr_pipeline.assets.encoder_export import ENCODER_EXPORT_ASSETS, ENCODER_EXPORT_CHECKS
-from lexdpr_pipeline.assets.models import base_model
-from lexdpr_pipeline.assets.search_index import SEARCH_INDEX_ASSETS, SEARCH_INDEX_CHECKS
 from lexdpr_pipeline.index.embeddings import EmbeddingSet
 from lexdpr_pipeline.models import export_gate
 from lexdpr_pipeline.models.biencoder import BiEncoder
@@ -24,9 +21,9 @@ from lexdpr_pipeline.models.encoders import load_encoder
 from lexdpr_pipeline.models.onnx_encoder import OnnxEncoder
 from lexdpr_pipeline.models.resolve import model_for_serving
 from lexdpr_pipeline.orchestration import failure_reason, latest_metadata, materialize
-from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.search.engine import load_engine
 from lexdpr_pipeline.settings import load_settings
+from lexdpr_pipeline_tests.assets.index_graph import index_defs
 from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice
 
 QUERIES = ["국가배상 책임", "가등기담보 실행", "손해배상 청구", "공무원의 직무"]
@@ -35,22 +32,6 @@ QUERIES = ["국가배상 책임", "가등기담보 실행", "손해배상 청구
 def _settings(data: Path, model_dir: Path, *overrides: str):
     base = [f"paths.data_dir={data}", f"models.base_model={model_dir}", "embed.threads=1"]
     return load_settings(overrides=[*base, *overrides], environ={})
-
-
-def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
-    @dg.asset(name="merged_corpus", code_version="slice-1")
-    def merged_corpus_slice() -> pl.DataFrame:
-        return corpus
-
-    @dg.asset(name="trained_model", code_version="stand-in-1")
-    def trained_model_stand_in() -> dict:
-        return {"path": str(model_dir), "content_hash": "tiny-trained-v1"}
-
-    return dg.Definitions(
-        assets=[merged_corpus_slice, trained_model_stand_in, base_model, *ENCODER_EXPORT_ASSETS, *SEARCH_INDEX_ASSETS],
-        asset_checks=[*ENCODER_EXPORT_CHECKS, *SEARCH_INDEX_CHECKS],
-        resources=project_resources(settings),
-    )
 
 
 def _run(instance: dg.DagsterInstance, defs: dg.Definitions) -> tuple[dg.ExecuteInProcessResult, dict[str, bool]]:
@@ -82,7 +63,7 @@ def test_auto_exports_gates_and_serves_the_chosen_backend(tmp_path: Path, tiny_m
     # ties, and int8 noise reorders a few of them (a 4% nDCG drop on 6 queries); quality_gate's own tests cover it.
     settings = _settings(tmp_path, tiny_model_dir, "embed.gate_max_ndcg_drop=1.0")
     with dg.DagsterInstance.ephemeral() as instance:
-        result, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+        result, checks = _run(instance, index_defs(settings, tiny_model_dir, corpus))
         assert result.success and all(checks.values()) and checks["encoder_export_quality_gate"]
         store = ArtifactStore(tmp_path)
         export = store.read_manifest("encoder_export", EncoderExportManifest)
@@ -139,7 +120,7 @@ def test_backend_is_part_of_the_cache_key(tmp_path: Path, tiny_model_dir: Path) 
     for backend in ("torch", "onnx"):
         settings = _settings(tmp_path, tiny_model_dir, f"embed.backend={backend}")
         with dg.DagsterInstance.ephemeral() as instance:
-            result, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+            result, checks = _run(instance, index_defs(settings, tiny_model_dir, corpus))
             assert result.success and all(checks.values())
             emb = latest_metadata(instance, dg.AssetKey("passage_embeddings"))
             assert emb["encoder_backend"] == backend and emb["encoded"] == corpus.height  # nothing reused across
@@ -177,7 +158,7 @@ def test_a_broken_export_falls_back_to_torch_or_fails_the_forced_check(
     )
     data = tmp_path / "auto"
     with dg.DagsterInstance.ephemeral() as instance:
-        result, checks = _run(instance, _defs(_settings(data, tiny_model_dir), tiny_model_dir, corpus))
+        result, checks = _run(instance, index_defs(_settings(data, tiny_model_dir), tiny_model_dir, corpus))
         assert result.success and checks["encoder_export_quality_gate"] is True
         export = ArtifactStore(data).read_manifest("encoder_export", EncoderExportManifest)
         assert export.chosen == "torch" and export.chosen_path is None
@@ -187,7 +168,7 @@ def test_a_broken_export_falls_back_to_torch_or_fails_the_forced_check(
     data = tmp_path / "forced"
     with dg.DagsterInstance.ephemeral() as instance:
         settings = _settings(data, tiny_model_dir, "embed.backend=onnx")
-        result, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+        result, checks = _run(instance, index_defs(settings, tiny_model_dir, corpus))
         assert checks["encoder_export_quality_gate"] is False
         assert not result.success  # the blocking check stops passage_embeddings: nothing embeds with a failed export
         done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

@@ -15,17 +15,13 @@ import polars as pl
 import pytest
 
 from lexdpr_pipeline.artifacts import ArtifactStore, FaissIndexManifest, IndexPointer
-from lexdpr_pipeline.assets.encoder_export import ENCODER_EXPORT_ASSETS, ENCODER_EXPORT_CHECKS
-from lexdpr_pipeline.assets.models import base_model
 from lexdpr_pipeline.assets.search_index import (
-    SEARCH_INDEX_ASSETS,
-    SEARCH_INDEX_CHECKS,
     faiss_index_matches_corpus,
 )
 from lexdpr_pipeline.orchestration import latest_metadata, materialize
-from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.search.engine import load_engine
 from lexdpr_pipeline.settings import load_settings
+from lexdpr_pipeline_tests.assets.index_graph import index_defs
 from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice, with_changed_law
 
 LAW = "국가배상법"
@@ -51,22 +47,6 @@ def _settings(data: Path, model_dir: Path, *overrides: str):
     return load_settings(overrides=[*base, *overrides], environ={})
 
 
-def _defs(settings, model_dir: Path, corpus: pl.DataFrame) -> dg.Definitions:
-    @dg.asset(name="merged_corpus", code_version="slice-1")
-    def merged_corpus_slice() -> pl.DataFrame:
-        return corpus
-
-    @dg.asset(name="trained_model", code_version="stand-in-1")
-    def trained_model_stand_in() -> dict:
-        return {"path": str(model_dir), "content_hash": "tiny-trained-v1"}
-
-    return dg.Definitions(
-        assets=[merged_corpus_slice, trained_model_stand_in, base_model, *ENCODER_EXPORT_ASSETS, *SEARCH_INDEX_ASSETS],
-        asset_checks=[*ENCODER_EXPORT_CHECKS, *SEARCH_INDEX_CHECKS],
-        resources=project_resources(settings),
-    )
-
-
 def _run(instance: dg.DagsterInstance, defs: dg.Definitions) -> tuple[dict, dict, dict[str, bool]]:
     result = materialize(instance, defs, list(defs.resolve_asset_graph().materializable_asset_keys))
     assert result.success
@@ -84,7 +64,7 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
     settings = _settings(tmp_path, tiny_model_dir)
     corpus = corpus_slice()
     with dg.DagsterInstance.ephemeral() as instance:
-        emb, idx, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+        emb, idx, checks = _run(instance, index_defs(settings, tiny_model_dir, corpus))
         assert checks == {
             "encoder_export_quality_gate": True,
             "faiss_index_matches_corpus": True,
@@ -116,7 +96,7 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
         # One law re-worded: only its passages are encoded again, and the flat index is updated in place.
         changed = with_changed_law(corpus, LAW)
         n_law = changed.filter(pl.col("law_name") == LAW).height
-        emb, idx, checks = _run(instance, _defs(settings, tiny_model_dir, changed))
+        emb, idx, checks = _run(instance, index_defs(settings, tiny_model_dir, changed))
         assert all(checks.values())
         assert (emb["encoded"], emb["reused"]) == (n_law, corpus.height - n_law)
         assert idx["update"] == f"incremental (added {n_law}, removed {n_law})"
@@ -125,7 +105,7 @@ def test_assets_build_publish_and_update_incrementally(tmp_path: Path, tiny_mode
 
         # Nothing changed: the stored set and index are reused under the same data versions.
         before = _data_version(instance, "faiss_index")
-        emb, idx, _ = _run(instance, _defs(settings, tiny_model_dir, changed))
+        emb, idx, _ = _run(instance, index_defs(settings, tiny_model_dir, changed))
         assert emb["existing_set_reused"] is True and emb["encoded"] == 0 and idx["update"].startswith("reused")
         assert latest_metadata(instance, dg.AssetKey("bm25_index"))["reused_existing"] is True
         assert _data_version(instance, "faiss_index") == before == idx["content_hash"]
@@ -141,7 +121,7 @@ def test_recall_check_on_an_approximate_index(tmp_path: Path, tiny_model_dir: Pa
     corpus = corpus_slice()
     settings = _settings(tmp_path, tiny_model_dir, "index.faiss_type=hnsw", "embed.model=base")
     with dg.DagsterInstance.ephemeral() as instance:
-        _, idx, checks = _run(instance, _defs(settings, tiny_model_dir, corpus))
+        _, idx, checks = _run(instance, index_defs(settings, tiny_model_dir, corpus))
         assert checks["faiss_recall_at_10"] is True and idx["faiss_type"] == "hnsw"
         evaluation = _check_eval(instance, "faiss_recall_at_10")
         assert "passage vectors as queries" in evaluation.metadata["queries"].value
@@ -161,7 +141,7 @@ def test_recall_check_on_an_approximate_index(tmp_path: Path, tiny_model_dir: Pa
             "embed.model=base",
             "index.recall_floor=0.99",
         )
-        _, idx, checks = _run(instance, _defs(strict, tiny_model_dir, corpus))
+        _, idx, checks = _run(instance, index_defs(strict, tiny_model_dir, corpus))
         assert checks["faiss_recall_at_10"] is False and idx["faiss_type"] == "ivf"
         evaluation = _check_eval(instance, "faiss_recall_at_10")
         assert evaluation.metadata["queries"].value == "3 test queries of dataset_splits"
@@ -179,7 +159,7 @@ def test_corpus_check_fails_when_the_index_is_stale(tmp_path: Path, tiny_model_d
     corpus = corpus_slice()
     settings = _settings(tmp_path, tiny_model_dir)
     with dg.DagsterInstance.ephemeral() as instance:
-        _run(instance, _defs(settings, tiny_model_dir, corpus))
+        _run(instance, index_defs(settings, tiny_model_dir, corpus))
     manifest = ArtifactStore(tmp_path).read_manifest("faiss_index", FaissIndexManifest)
     changed = with_changed_law(corpus, LAW).filter(pl.col("passage_id") != corpus["passage_id"][0])
     result = faiss_index_matches_corpus(faiss_index=manifest, merged_corpus=changed)
