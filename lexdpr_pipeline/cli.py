@@ -279,17 +279,14 @@ def info() -> None:
     """Where this invocation's run lives: config file (and where it came from), data dir, DAGSTER_HOME, the search
     index, the MLflow store, and the `mlflow ui` command that opens it. Reads nothing but the settings."""
     from lexdpr_pipeline.artifacts import ArtifactStore
-    from lexdpr_pipeline.tracking import UI_BASE_ENV
+    from lexdpr_pipeline.tracking import UI_BASE_ENV, mask_uri, resolve_uri, without_password
 
     settings = _settings()
     home = os.environ.get("DAGSTER_HOME") or state.dotenv.get("DAGSTER_HOME") or str(settings.dagster_home)
     index = ArtifactStore.from_settings(settings).pointer_path
-    # as tracking.tracking_target decides, without creating the store's folder
-    uri = (
-        settings.tracking.tracking_uri
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{settings.data_dir / 'mlflow' / 'mlflow.db'}"
-    )
+    # as tracking.tracking_target decides, without creating the store's folder; a password never printed
+    store_uri = resolve_uri(settings.tracking, settings.data_dir)
+    uri, ui_uri = mask_uri(store_uri), without_password(store_uri)  # `mlflow ui`: libpq reads $PGPASSWORD
     port = os.environ.get(UI_BASE_ENV, "http://127.0.0.1:5000").rstrip("/").rsplit(":", 1)[-1]
     rows = [
         ("config", _config_description()),
@@ -300,10 +297,31 @@ def info() -> None:
             f"{index}" + ("" if index.exists() else " (missing: lex-dpr refresh --select '*faiss_index')"),
         ),
         ("MLflow store", uri),
-        ("MLflow UI", f"mlflow ui --backend-store-uri {uri}" + (f" --port {port}" if port.isdigit() else "")),
+        ("MLflow UI", f"mlflow ui --backend-store-uri {ui_uri}" + (f" --port {port}" if port.isdigit() else "")),
     ]
     for name, value in rows:
         typer.echo(f"{name + ':':<14}{value}")
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each database or server.")] = 3.0,
+) -> None:
+    """Check this setup: the active profile (DAGSTER_HOME and its storage, the MLflow store — passwords masked),
+    whether the Dagster storage and MLflow answer, the published index and its files, the base model, the mirrors
+    and the law.go.kr key (set or not), with the command that fixes each missing piece. Exit 1 when a required piece
+    is missing. Never prints a secret."""
+    import json
+
+    from lexdpr_pipeline.doctor import format_report, run_doctor
+
+    settings = _settings()
+    home = os.environ.get("DAGSTER_HOME") or state.dotenv.get("DAGSTER_HOME") or str(settings.dagster_home)
+    report = run_doctor(settings, dagster_home=Path(home), config=_config_description(), timeout_s=timeout)
+    text = json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else format_report(report)
+    typer.echo(_scrub(text))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def _print_states(states, instance=None) -> None:
@@ -641,11 +659,22 @@ def smoke_train() -> None:
 @app.command("eval")
 def eval_cmd(
     show: Annotated[bool, typer.Option("--show", help="Print the latest evaluation without running one.")] = False,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Score this model folder (vs base, BM25, hybrids) instead.")
+    ] = None,
+    base: Annotated[Path | None, typer.Option("--base", help="With --model: the base model folder to compare.")] = None,
 ) -> None:
-    """Evaluate: materialize ``model_evaluation`` (fine-tuned vs zero-shot base vs BM25) and print the table."""
+    """Evaluate: materialize ``model_evaluation`` (fine-tuned vs zero-shot base vs BM25 vs hybrids) and print the
+    table; ``--model PATH`` scores any model folder the same way (same queries, corpus and plan)."""
     from lexdpr_pipeline.orchestration import latest_metadata
 
-    instance, defs = _instance_and_defs(_settings())
+    settings = _settings()
+    if base is not None and model is None:
+        raise typer.BadParameter("--base needs --model", param_hint="--base")
+    if model is not None:
+        _eval_model(settings, model, base)
+        return
+    instance, defs = _instance_and_defs(settings)
     from lexdpr_pipeline.assets import evaluation as e  # after the definitions: the model stack is loaded then
 
     key = e.model_evaluation.key
@@ -656,9 +685,39 @@ def eval_cmd(
         console.print("no evaluation yet: run `lex-dpr eval`")
         raise typer.Exit(1)
     _print_report(str(meta.get(e.REPORT_KEY, "")))
-    for name in (e.CORPUS_PASSAGES_KEY, e.REPORT_PATH_KEY, e.RANKS_KEY, e.MLFLOW_RUN_URL_KEY):
+    for name in (e.CORPUS_KEY, e.CORPUS_PASSAGES_KEY, e.REPORT_PATH_KEY, e.RANKS_KEY, e.MLFLOW_RUN_URL_KEY):
         if meta.get(name) is not None:
             console.print(f"{name}: {meta[name]}")
+
+
+def _eval_model(settings: Settings, model: Path, base: Path | None) -> None:
+    """``eval --model``: the tables it reads are materialized first when missing, then the library evaluates."""
+    from lexdpr_pipeline.artifacts import ArtifactStore
+
+    for path, option in ((model, "--model"), (base, "--base")):
+        if path is not None and not path.is_dir():
+            raise typer.BadParameter(f"{path} is not a model folder", param_hint=option)
+    store = ArtifactStore.from_settings(settings)
+    needed = ["dataset_splits", "merged_corpus", *(["bm25_index"] if settings.eval.compare_bm25 else [])]
+    needed += ["base_model"] if base is None and settings.eval.compare_base else []
+    missing = [a for a in needed if not (store.has_table(a) or store.table_path(a, ".json").is_file())]
+    if missing:
+        import dagster as dg
+
+        instance, defs = _instance_and_defs(settings)
+        keys = [dg.AssetKey(a) for a in missing]
+        _run(_with_missing_upstream(instance, defs, keys), trigger="eval", instance=instance, defs=defs)
+    from lexdpr_pipeline.evaluation.tracked import evaluate_model_folder
+
+    result = evaluate_model_folder(settings.eval, settings.tracking, store, model, base)
+    run = result.run
+    if run.report is not None:
+        _print_report(run.report.markdown)
+        console.print(f"report_path: {run.report.markdown_path}")
+    console.print(f"eval_corpus: {run.corpus_label}\nper_query_ranks: {run.ranks_path}")
+    for system, params in result.fusion_params.items():
+        console.print(f"fusion chosen on valid ({system}): {params.by_source}")
+    console.print(f"mlflow_run_url: {result.mlflow_url}")
 
 
 def _md_cells(line: str) -> list[str]:
@@ -1042,7 +1101,7 @@ def api_cmd(
     import uvicorn
 
     from lexdpr_pipeline.api.app import OVERRIDES_ENV
-    from lexdpr_pipeline.api.server import uvicorn_options
+    from lexdpr_pipeline.api.server import metrics_dir, uvicorn_options
 
     settings = _settings()  # fail here, not in a worker, on a bad configuration
     host = host or settings.api.host
@@ -1052,19 +1111,21 @@ def api_cmd(
     if state.config is not None:
         os.environ["LEXDPR_CONFIG"] = str(state.config.resolve())
     os.environ[OVERRIDES_ENV] = json.dumps(state.overrides)
-    uvicorn.run(
-        "lexdpr_pipeline.api.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port or settings.api.port,
-        workers=workers or settings.api.workers,
-        # X-Forwarded-For only from api.trusted_proxies (default: none); malformed HTTP answered in the error shape
-        **uvicorn_options(settings.api),
-        # uvicorn kills a worker that misses a 5 s ping; loading Kiwi at startup can hold the GIL that long
-        timeout_worker_healthcheck=settings.api.worker_healthcheck_s,
-        access_log=False,  # the app logs each request itself (method, path, status, latency; no headers)
-        log_level=settings.logging.level.lower(),
-    )
+    workers = workers or settings.api.workers
+    with metrics_dir(workers):  # workers > 1: one PROMETHEUS_MULTIPROC_DIR, so /metrics adds up every worker
+        uvicorn.run(
+            "lexdpr_pipeline.api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port or settings.api.port,
+            workers=workers,
+            # X-Forwarded-For only from api.trusted_proxies (default: none); malformed HTTP in the error shape
+            **uvicorn_options(settings.api),
+            # uvicorn kills a worker that misses a 5 s ping; loading Kiwi at startup can hold the GIL that long
+            timeout_worker_healthcheck=settings.api.worker_healthcheck_s,
+            access_log=False,  # the app logs each request itself (method, path, status, latency; no headers)
+            log_level=settings.logging.level.lower(),
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
@@ -27,23 +27,70 @@ logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _FALLBACK_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+PROFILE_ENV = "LEXDPR_DAGSTER_PROFILE"
+#: The instance profiles: the dagster.yaml each writes into DAGSTER_HOME. sqlite (the default): history in sqlite
+#: files under DAGSTER_HOME; postgres: run, event-log and schedule storage in PostgreSQL (dagster-postgres).
+PROFILES: dict[str, Path] = {
+    "sqlite": PROJECT_ROOT / "dagster.yaml",
+    "postgres": PROJECT_ROOT / "deploy" / "dagster-postgres" / "dagster.yaml",
+}
+#: What the postgres profile's dagster.yaml reads from the environment (the password only ever from there).
+POSTGRES_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 
 
-def ensure_dagster_home(default: Path) -> Path:
+def dagster_profile(environ: Mapping[str, str] | None = None) -> str | None:
+    """The profile ``$LEXDPR_DAGSTER_PROFILE`` asks for (``sqlite`` | ``postgres``), None when unset."""
+    raw = (os.environ if environ is None else environ).get(PROFILE_ENV, "").strip().lower()
+    if raw and raw not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV}={raw!r}: expected one of {', '.join(PROFILES)}")
+    return raw or None
+
+
+def _env_refs(node: Any) -> set[str]:
+    """The variables a dagster.yaml reads through ``{env: NAME}``."""
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            return {str(node["env"])}
+        return {name for value in node.values() for name in _env_refs(value)}
+    if isinstance(node, list):
+        return {name for value in node for name in _env_refs(value)}
+    return set()
+
+
+def ensure_dagster_home(default: Path, profile: str | None = None) -> Path:
     """Use ``$DAGSTER_HOME`` if set, else ``default`` (``Settings.dagster_home``: ``{data_dir}/dagster_home``),
-    created with the project's dagster.yaml.
+    created with the profile's dagster.yaml.
 
-    This is what makes history, and therefore staleness, survive between CLI runs.
+    This is what makes history, and therefore staleness, survive between CLI runs. ``profile`` (else
+    ``$LEXDPR_DAGSTER_PROFILE``) chooses the dagster.yaml (:data:`PROFILES`); without one, a home's existing
+    dagster.yaml is kept whatever it says (a DAGSTER_HOME folder holding a copy of deploy/dagster-postgres/dagster.yaml
+    is the other way to the postgres profile), and a new home gets the sqlite one. A chosen profile replaces the other
+    stock profile's file (the old storage's history stays where it was: nothing is migrated); a hand-edited
+    dagster.yaml is left as it is, with a warning. Raises ``ValueError`` naming every ``{env: …}`` variable of the
+    home's dagster.yaml that is unset (their values are never read here, let alone printed).
     """
+    profile = profile or dagster_profile()
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown Dagster profile {profile!r}: expected one of {', '.join(PROFILES)}")
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
+    template = PROFILES[profile or "sqlite"]
+    if not template.exists() and profile not in (None, "sqlite"):
+        raise FileNotFoundError(f"the {profile} profile's dagster.yaml is missing: {template}")
+    wanted = template.read_text(encoding="utf-8") if template.exists() else _FALLBACK_INSTANCE_YAML
     if not target.exists():
-        template = PROJECT_ROOT / "dagster.yaml"
-        if template.exists():
-            shutil.copyfile(template, target)
+        target.write_text(wanted, encoding="utf-8")
+    elif profile is not None and (current := target.read_text(encoding="utf-8")) != wanted:
+        stock = {p.read_text(encoding="utf-8") for p in PROFILES.values() if p.exists()} | {_FALLBACK_INSTANCE_YAML}
+        if current in stock:
+            logger.warning(f"DAGSTER_HOME {home}: switching to the {profile} profile (history is not migrated)")
+            target.write_text(wanted, encoding="utf-8")
         else:
-            target.write_text(_FALLBACK_INSTANCE_YAML, encoding="utf-8")
+            logger.warning(f"{target} is not the stock {profile} profile (edited by hand): left as it is")
+    unset = sorted(n for n in _env_refs(yaml.safe_load(target.read_text(encoding="utf-8"))) if not os.environ.get(n))
+    if unset:
+        raise ValueError(f"{target} reads {', '.join(unset)} from the environment: set them (docs/DEPLOY.md)")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 SHARED_CORPUS_DEFAULT = "../shared/corpus"
 _Digit = Annotated[int, Field(ge=0, le=9)]  # last digit of a document number (pairs.*_digits)
+_QueryType = Literal["law", "admrul", "prec", "cross_law", "cross_prec"]  # pairs.queries.QUERY_TYPES
 
 
 class _Section(BaseModel):
@@ -122,8 +123,26 @@ class PairsSettings(_Section):
     )
     bm25_candidates: int = Field(30, ge=1)  # BM25 depth searched before exclusions
     dense_range_max: int = Field(50, ge=1)  # dense: candidates considered per query
-    # dense: skip candidates within 5% of the positive's score (false negatives)
-    dense_relative_margin: float = Field(0.05, ge=0, le=1)
+    dense_relative_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="dense: drop candidates scoring within this fraction of the positive's score (likely false "
+        "negatives; counted as dense_margin)",
+    )
+    negative_citation_filter: bool = Field(
+        True,
+        description="Drop a mined negative the query's decision cites (and that is not a positive of its type), or a "
+        "decision citing one of the same statute articles / precedents (or the query's decision itself): likely "
+        "false negatives; counted in the pairs report",
+    )
+    negative_max_overlap: float | None = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Drop a mined negative whose character 3-gram Jaccard overlap with a positive is at least this "
+        "(a near duplicate); None: off",
+    )
     max_queries: int | None = Field(None, ge=1, description="Cap on queries (demo runs); None = all")
     min_pairs: int = Field(50, ge=0)
     split_mode: Literal["digit", "temporal"] = "digit"
@@ -170,6 +189,12 @@ class TrainSettings(_Section):
     )
     query_types: list[str] | None = Field(None, description="Train on these query types only (None: all)")
     max_train_queries: int | None = Field(None, ge=1, description="Deterministic sample of training queries")
+    type_weights: dict[_QueryType, Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        description="Relative sampling weight per query type, e.g. {law: 0.2, prec: 0.3}: a type keeps weight/max "
+        "of its usable training queries (seeded; within max_train_queries when set), 0 drops it, types not named "
+        "weigh 1.0; the mix before/after is in the training rows' stats. None: every query",
+    )
     positives_per_query: int = Field(1, ge=1, description="Rows per query: its first N positives (best section first)")
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on a GPU that has it")
@@ -179,6 +204,22 @@ class TrainSettings(_Section):
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     lora_target_modules: list[str] = ["query", "key", "value", "dense"]
     merge_lora: bool = Field(False, description="Merge the adapter into the base weights when saving (serving)")
+    interpolate: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="WiSE-FT: the saved weights are base + interpolate·(fine-tuned − base); 1 keeps the fine-tuned "
+        "model, 0 the base (with LoRA: the adapter scaled). Validation during training scores the mixed model",
+    )
+    distill_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a loss term keeping the batch's query/passage embeddings near the frozen base "
+        "model's embeddings of the same texts (0: off)",
+    )
+    distill_metric: Literal["cosine", "mse"] = Field(
+        "cosine", description="The distillation distance: mean 1 − cosine, or mean squared error"
+    )
     eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (None: once per epoch / at the end)")
     eval_max_queries: int = Field(300, ge=1, description="Validation queries used during training (a fixed sample)")
     eval_corpus_max_passages: int | None = Field(
@@ -204,7 +245,25 @@ class EvalSettings(_Section):
         None, ge=1, description="None: all of merged_corpus. N: every positive + a seeded random sample of the rest"
     )
     compare_base: bool = True
+    max_drop_vs_base: float | None = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Check fine_tuned_keeps_the_base_on_valid: the largest relative valid nDCG@10 loss of the "
+        "fine-tuned model to the zero-shot base on any query type or source (None: no check)",
+    )
+    forgetting_blocks: bool = Field(
+        False,
+        description="A failed forgetting check is an ERROR that fails the run (configs/full.yaml); else a warning "
+        "(demo-sized trainings of a few steps may lose a type)",
+    )
     compare_bm25: bool = True
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="Encoder runtime of the evaluated dense models: torch (the reference), or their ONNX export "
+        "(made once, content-addressed; int8: ~2.4x faster on CPUs with VNNI, for whole-corpus evaluations). The "
+        "report and MLflow name it; vectors are cached per backend",
+    )
     exclude_query_document: bool = Field(
         True, description="Drop the passages of the decision a query was taken from (they are not answers)"
     )
@@ -213,12 +272,35 @@ class EvalSettings(_Section):
     embedding_cache: bool = Field(
         True, description="Read/write passage vectors in data/embeddings/cache (per model version, by content hash)"
     )
+    hybrid: bool = Field(
+        True, description="Also score dense+BM25 hybrids (rrf, weighted), their fusion chosen on valid per source"
+    )
+    citation_linking: bool = Field(
+        True,
+        description="Also score every system + query citation linking (search.linking), its mode/weight/law names "
+        "chosen on valid per source group and stored with the fusion (search.citation_linking auto)",
+    )
+    bm25_expansion_weight: float | None = Field(
+        None,
+        ge=0,
+        description="BM25's citation-expansion weight in evaluation; None: the bm25_index's own "
+        "(index.bm25_expansion_weight), 0: off (the with/without comparison is this one flip)",
+    )
 
 
 class TrackingSettings(_Section):
     """MLflow: a local sqlite store under data/mlflow by default; MLFLOW_TRACKING_URI points elsewhere."""
 
-    tracking_uri: str | None = Field(None, description="None: $MLFLOW_TRACKING_URI, else sqlite under data/mlflow")
+    tracking_uri: str | None = Field(
+        None,
+        description="None: $MLFLOW_TRACKING_URI, else the LEXDPR_MLFLOW_DB_* PostgreSQL store (password from "
+        "LEXDPR_MLFLOW_DB_PASSWORD, never in files), else sqlite under data/mlflow",
+    )
+    artifact_root: str | None = Field(
+        None,
+        description="New experiments' artifact root (LEXDPR_MLFLOW_ARTIFACT_ROOT): a folder or an s3://-style URI; "
+        "None: data/mlflow/artifacts for database stores, the server's own for an http(s) tracking server",
+    )
     experiment: str = "lexdpr"
     model_artifact_max_mb: int = Field(200, ge=0, description="Log the model itself up to this size, else its path")
     dagster_ui: str | None = Field(
@@ -242,25 +324,48 @@ class EmbedSettings(_Section):
 
 
 class IndexSettings(_Section):
-    faiss_type: Literal["flat", "ivf", "hnsw"] = "flat"
-    ivf_nlist: int | None = Field(None, ge=1, description="None: about 4·sqrt(passages)")
+    faiss_type: Literal["flat", "ivf", "ivfpq", "hnsw"] = "flat"
+    ivf_nlist: int | None = Field(None, ge=1, description="ivf/ivfpq lists; None: about 4·sqrt(passages)")
     ivf_nprobe: int = Field(16, ge=1)
     hnsw_m: int = Field(32, ge=2)
     hnsw_ef_construction: int = Field(200, ge=1)
     hnsw_ef_search: int = Field(128, ge=1)
+    pq_m: int | None = Field(
+        None, ge=1, description="ivfpq sub-quantizers, must divide the embedding dim; None: dim/8 (48 for 384-d)"
+    )
+    pq_nbits: int = Field(8, ge=1, le=16, description="ivfpq bits per code; below 39·2^nbits passages: flat")
+    pq_rerank: int = Field(100, ge=0, description="ivfpq candidates re-scored exactly with the stored vectors (0: off)")
     recall_floor: float = Field(0.9, ge=0, le=1, description="Asset check: approximate recall@10 vs exact search")
     recall_sample_queries: int = Field(200, ge=1)
+    bm25_expansion_weight: float = Field(
+        0.0,
+        ge=0,
+        description="BM25 score = bm25(text) + w·bm25(citation_expansion: the 판시사항 of train-split decisions citing "
+        "the article); 0: off (bm25_index then does not depend on citation_expansion)",
+    )
+    expansion_max_decisions: int = Field(8, ge=1, description="citation_expansion: citing decisions per article")
+    expansion_max_chars: int = Field(2000, ge=1, description="citation_expansion: characters per article")
 
 
 class SearchSettings(_Section):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["rrf", "weighted", "auto"] = Field(
+        "rrf", description="auto: the fusion model_evaluation chose on valid for the served model (else rrf)"
+    )
     rrf_k: int = Field(60, ge=0)
     dense_weight: float = Field(
         0.5, ge=0, le=1, description="weighted fusion: weight of the dense score (BM25 gets the rest)"
     )
     candidates: int = Field(100, ge=1, description="Passages fetched per retriever before fusion and collapsing")
     snippet_chars: int = Field(200, ge=1)
+    citation_linking: Literal["off", "boost", "list", "auto"] = Field(
+        "boost",
+        description="Statutes/decisions the query cites (민법 제750조, 2008다12345): boost = placed first (link_weight "
+        ">= 1), list = their own list fused by RRF, off = ignored, auto = the mode/weight/law names model_evaluation "
+        "chose on valid for the served model and search mode (else boost with link_weight / link_law_names)",
+    )
+    link_weight: float = Field(1.0, ge=0, description="boost: added min-max-normalized score; list: RRF weight")
+    link_law_names: bool = Field(False, description="A law named without an article boosts its retrieved articles")
 
 
 class ApiSettings(_Section):
@@ -287,6 +392,14 @@ class ApiSettings(_Section):
         60,
         ge=1,
         description="workers > 1: seconds a busy worker may not answer uvicorn's ping (loading Kiwi blocks it)",
+    )
+    metrics_require_key: bool = Field(
+        False,
+        description="GET /metrics needs X-API-Key too (when api.api_key is set); false: open like /health "
+        "(counts, latencies and versions, no secrets or paths)",
+    )
+    gzip_min_bytes: int | None = Field(
+        1024, ge=0, description="Gzip responses of at least this many bytes for clients that accept it (null: never)"
     )
 
     @field_validator("trusted_proxies", mode="before")
@@ -325,6 +438,29 @@ class ScheduleSettings(_Section):
         description="A cron for the retrain schedule (retrain_job when trained_model is stale or missing, in "
         "schedule.timezone); None: no retrain schedule",
     )
+    executor: Literal["multiprocess", "k8s"] = Field(
+        "multiprocess",
+        description="The run executor: multiprocess (every step a process on the run's machine) or k8s "
+        "(dagster-k8s' k8s_job_executor: every step its own pod; needs dagster-k8s and the K8sRunLauncher, "
+        "deploy/helm/values.yaml)",
+    )
+    gpu_per_model_step: int | None = Field(
+        None,
+        ge=1,
+        description="executor k8s: the pods of the steps tagged lexdpr/compute=model request this many nvidia.com/gpu "
+        "(None: no GPU request)",
+    )
+    model_step_image: str | None = Field(
+        None,
+        description="executor k8s: the image of the model steps' pods (e.g. deploy/Dockerfile built with a CUDA "
+        "torch); None: the code location's image",
+    )
+
+    @model_validator(mode="after")
+    def _k8s_only(self) -> ScheduleSettings:
+        if self.executor != "k8s" and (self.gpu_per_model_step is not None or self.model_step_image is not None):
+            raise ValueError("schedule.gpu_per_model_step and schedule.model_step_image need schedule.executor: k8s")
+        return self
 
 
 class LoggingSettings(_Section):
@@ -377,6 +513,7 @@ ENV_VARS: dict[str, str] = {
     "LEXDPR_LOG_JSON": "logging.json_format",
     "LEXDPR_LOG_FILE": "logging.file",
     "LEXDPR_DAGSTER_UI": "tracking.dagster_ui",
+    "LEXDPR_MLFLOW_ARTIFACT_ROOT": "tracking.artifact_root",
 }
 
 
@@ -384,7 +521,9 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # also an unset mapping setting (train.type_weights.prec=0.3 on None)
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ValueError(f"cannot set {dotted}: {part} is not a section")
     node[parts[-1]] = value

@@ -5,9 +5,15 @@
 
 Figures: embedding passages/s; the re-embedding cost after one law changes vs a full embed; per FAISS type
 (flat/ivf/hnsw) build time, size on disk, recall@10 vs flat on real queries (dataset_splits test split, else a
-sample of passage texts, said so) and batch queries/s; single-query latency p50/p99 per engine mode (query encoding
-included) and the engine's batch queries/s. Everything is written under --workdir (a temp folder by default), never
-under data/.
+sample of passage texts, said so) and batch queries/s; single-query latency p50/p95/p99 per engine mode (query
+encoding included) and the engine's batch queries/s, for each query encoder in ``--backends`` (torch fp32, or an ONNX
+export made into the workdir: onnx, onnx-int8).
+
+``--full-corpus`` times the engine over the WHOLE merged_corpus (every passage searchable, BM25 over all of it — pass
+``--bm25`` with the bm25_index asset's folder to skip building it): the slice's passages keep their real vectors and the
+rest of the corpus gets real vectors of the slice tiled with small noise (synthetic, labelled so), so the FAISS search
+costs what it costs at full size without embedding every passage first. Everything is written under --workdir (a temp
+folder by default), never under data/.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from lexdpr_pipeline.index.bm25 import BM25Index  # noqa: E402
 from lexdpr_pipeline.index.embeddings import EmbeddingSet, embed_corpus  # noqa: E402
 from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec, approximate_recall  # noqa: E402
 from lexdpr_pipeline.models.biencoder import BiEncoder  # noqa: E402
+from lexdpr_pipeline.models.encoders import BACKENDS, TORCH, load_encoder  # noqa: E402
+from lexdpr_pipeline.models.export import export_encoder  # noqa: E402
 from lexdpr_pipeline.search.engine import SearchEngine  # noqa: E402
 from lexdpr_pipeline.settings import load_settings  # noqa: E402
 from lexdpr_pipeline.text.passages import content_hash  # noqa: E402
@@ -52,6 +60,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the figures as JSON here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--api", action="store_true", help="also time single queries through the HTTP API (uvicorn)")
+    p.add_argument(
+        "--backends", default=TORCH, help=f"query encoders timed in the engine, comma-separated of {','.join(BACKENDS)}"
+    )
+    p.add_argument(
+        "--full-corpus",
+        action="store_true",
+        help="time the engine over the whole corpus (unembedded passages get synthetic vectors, labelled so)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="encoder intra-op threads (default: every core)")
+    p.add_argument(
+        "--embed-backend", default=TORCH, choices=BACKENDS, help="the encoder that embeds the passages (and the slice)"
+    )
     p.add_argument(
         "--scale-to",
         type=int,
@@ -118,6 +138,34 @@ def _scaled(embs: EmbeddingSet, n: int, seed: int) -> EmbeddingSet:
     return EmbeddingSet(ids, ["x"] * n, vecs, model_version=f"{embs.model_version}:scaled")
 
 
+def _full_corpus_vectors(embs: EmbeddingSet, corpus: pl.DataFrame, seed: int) -> tuple[EmbeddingSet, int]:
+    """Vectors for every passage of ``corpus``: the real ones where ``embs`` has them, else a real vector of ``embs``
+    plus small noise (synthetic). Returns the set and how many vectors are synthetic."""
+    real = dict(zip(embs.ids, range(len(embs.ids)), strict=True))
+    ids = corpus["passage_id"].to_list()
+    base = np.asarray(embs.vectors, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    vecs = np.empty((len(ids), base.shape[1]), dtype=np.float32)
+    missing = [i for i, pid in enumerate(ids) if pid not in real]
+    for i, pid in enumerate(ids):
+        if pid in real:
+            vecs[i] = base[real[pid]]
+    if missing:
+        filler = base[rng.integers(0, len(base), size=len(missing))]
+        filler = filler + rng.normal(0, 0.02, size=filler.shape).astype(np.float32)
+        vecs[missing] = filler / np.linalg.norm(filler, axis=1, keepdims=True)
+    hashes = corpus["content_hash"].to_list() if "content_hash" in corpus.columns else ["x"] * len(ids)
+    return EmbeddingSet(ids, hashes, vecs, model_version=f"{embs.model_version}:full-synthetic"), len(missing)
+
+
+def _query_encoder(backend: str, model_path: str, work: Path, threads: int | None):
+    """The query encoder of ``backend``: torch loads the model; an ONNX backend exports it into ``work`` first."""
+    if backend == TORCH:
+        return load_encoder(model_path, TORCH, threads=threads)
+    export = export_encoder(model_path, work / "export" / backend, backend)
+    return load_encoder(model_path, backend, export, threads=threads)
+
+
 def _default_model(settings, store: ArtifactStore) -> str:
     from lexdpr_pipeline.models.resolve import model_for_serving
 
@@ -164,8 +212,13 @@ def run(args: argparse.Namespace) -> dict:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lexdpr-bench-"))
     try:
-        model = BiEncoder.load(model_path)
-        version = f"bench:{model_path}"
+        if args.embed_backend == TORCH:
+            model = BiEncoder.load(model_path)
+        else:
+            model = _query_encoder(args.embed_backend, model_path, work, args.threads)
+        version = f"bench:{model_path}|{args.embed_backend}"
+        figures["embed_backend"] = args.embed_backend
+        print(f"passages embedded with: {args.embed_backend}")
 
         # 1. embedding, and the re-embedding cost after one law changes
         started = time.perf_counter()
@@ -258,41 +311,69 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"| {faiss_type} | {build_s:.2f} | {_folder_mb(path):.1f} | {qps:.0f} |")
                 del index
 
-        # 4. the engine: latency per mode, batch throughput
+        # 4. the engine: latency per mode and query encoder, batch throughput
+        engine_corpus, synthetic = corpus, 0
+        if args.full_corpus:
+            engine_corpus = full
+            embs, synthetic = _full_corpus_vectors(embs, full, args.seed)
+            spec = IndexSpec.from_settings(settings.index)
+            indexes = {settings.index.faiss_type: DenseIndex.build(embs, spec)}
+            print(
+                f"\n(full corpus: {full.height} passages searchable, {synthetic} of the vectors synthetic — real "
+                f"vectors of the slice plus noise; latency does not depend on the values)"
+            )
         if args.bm25:
             bm25 = BM25Index.load(args.bm25)
             bm25_note = f"loaded {args.bm25}"
         else:
             started = time.perf_counter()
-            bm25 = BM25Index.build(corpus["passage_id"].to_list(), corpus["text"].to_list(), progress=True)
-            bm25_note = f"built over the slice in {time.perf_counter() - started:.1f}s"
+            bm25 = BM25Index.build(
+                engine_corpus["passage_id"].to_list(), engine_corpus["text"].to_list(), progress=True
+            )
+            bm25_note = f"built over {engine_corpus.height} passages in {time.perf_counter() - started:.1f}s"
         dense = indexes.get(settings.index.faiss_type) or next(iter(indexes.values()), None)
-        engine = SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search)
         dense_type = dense.spec.faiss_type if dense else None
-        print(f"\n## Search engine (dense: {dense_type}, BM25 {bm25_note}, candidates {settings.search.candidates})")
-        print("| mode | p50 ms | p99 ms | batch queries/s |")
-        print("|---|---|---|---|")
-        figures["engine"] = {"dense_type": dense_type}
+        figures["engine"] = {
+            "dense_type": dense_type,
+            "passages": engine_corpus.height,
+            "synthetic_vectors": synthetic,
+            "bm25": bm25_note,
+            "by_backend": {},
+        }
         single = texts[: args.latency_queries]
-        for mode in engine.modes:
-            engine.search_many(single[:3], mode=mode)  # warm-up
-            samples = []
-            for q in single:
+        engine = None
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            reuse = backend == args.embed_backend and (backend != TORCH or args.threads is None)
+            encoder = model if reuse else _query_encoder(backend, model_path, work, args.threads)
+            engine = SearchEngine(engine_corpus, model=encoder, dense=dense, bm25=bm25, settings=settings.search)
+            print(
+                f"\n## Search engine, query encoder {backend} (dense: {dense_type} over {engine_corpus.height} "
+                f"passages, BM25 {bm25_note}, candidates {settings.search.candidates})"
+            )
+            print("| mode | p50 ms | p95 ms | p99 ms | batch queries/s |")
+            print("|---|---|---|---|---|")
+            rows: dict = {}
+            for mode in engine.modes:
+                engine.search_many(single[:3], mode=mode)  # warm-up
+                samples = []
+                for q in single:
+                    started = time.perf_counter()
+                    engine.search(q, mode=mode)
+                    samples.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                engine.search(q, mode=mode)
-                samples.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            engine.search_many(texts, mode=mode)
-            qps = len(texts) / max(time.perf_counter() - started, 1e-9)
-            p50, p99 = _percentile_ms(samples, 50), _percentile_ms(samples, 99)
-            figures["engine"][mode] = {
-                "p50_ms": round(p50, 2),
-                "p99_ms": round(p99, 2),
-                "batch_qps": round(qps, 1),
-                "n": len(samples),
-            }
-            print(f"| {mode} | {p50:.1f} | {p99:.1f} | {qps:.1f} |")
-        if args.api:
+                engine.search_many(texts, mode=mode)
+                qps = len(texts) / max(time.perf_counter() - started, 1e-9)
+                p50, p95, p99 = (_percentile_ms(samples, q) for q in (50, 95, 99))
+                rows[mode] = {
+                    "p50_ms": round(p50, 2),
+                    "p95_ms": round(p95, 2),
+                    "p99_ms": round(p99, 2),
+                    "batch_qps": round(qps, 1),
+                    "n": len(samples),
+                }
+                print(f"| {mode} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {qps:.1f} |")
+            figures["engine"]["by_backend"][backend] = rows
+        if args.api and engine is not None:
             api_modes = [m for m in ("dense", "hybrid") if m in engine.modes]
             figures["api"] = _api_latency(settings, engine, single, api_modes)
             print("\n## Through the HTTP API (uvicorn on 127.0.0.1, one client, JSON)")

@@ -11,12 +11,18 @@ stamp=.venv/.lexdpr-installed
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade "pip>=24"
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  # postgres: the PostgreSQL profile's drivers (deploy/dagster-postgres, docs/DEPLOY.md). dagster-postgres pins dagster
+  # exactly and 1.13.28's release is not on PyPI: 0.29.27 (constraints.txt) goes in beside it without its deps.
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,postgres]"
+  .venv/bin/python -m pip install --quiet --no-deps -c constraints.txt dagster-postgres
   echo "$want" > "$stamp"
 fi
 # Persistent Dagster instance under data/ so history (and staleness) survives between CLI runs.
+# LEXDPR_DAGSTER_PROFILE=postgres: its dagster.yaml is the PostgreSQL one (`lex-dpr` switches a stock file too).
 mkdir -p data/dagster_home
-[ -f data/dagster_home/dagster.yaml ] || cp dagster.yaml data/dagster_home/dagster.yaml
+profile_yaml=dagster.yaml
+[ "${LEXDPR_DAGSTER_PROFILE:-}" = postgres ] && profile_yaml=deploy/dagster-postgres/dagster.yaml
+[ -f data/dagster_home/dagster.yaml ] || cp "$profile_yaml" data/dagster_home/dagster.yaml
 # `dagster dev` / `dagster asset materialize` read .env from the working directory (git-ignored: keep secrets here).
 if [ ! -f .env ] || ! grep -q '^DAGSTER_HOME=' .env; then
   echo "DAGSTER_HOME=$(pwd)/data/dagster_home" >> .env

@@ -10,6 +10,10 @@ and the body itself, read with the size limit whatever ``Content-Length`` said (
 chunked body included) and checked to be UTF-8 (422). Then the request models (built from the configured limits,
 so the OpenAPI schema declares them) validate it (422). Every error is ``{"error": {"code", "message"}}``; nothing
 a client sends gives a 500.
+
+Around the guard: :class:`~lexdpr_pipeline.api.metrics.MetricsMiddleware` (Prometheus metrics, ``GET /metrics``: open
+unless ``api.metrics_require_key``) outermost, then Starlette's ``GZipMiddleware`` (responses of at least
+``api.gzip_min_bytes`` bytes, for clients that accept gzip).
 """
 
 import email.message
@@ -33,11 +37,13 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lexdpr_pipeline.api.engine_holder import EngineHolder, Loaded
+from lexdpr_pipeline.api.metrics import METRICS_PATH, ApiMetrics, MetricsMiddleware
 from lexdpr_pipeline.api.ratelimit import RateLimiter
 from lexdpr_pipeline.api.schemas import (
     EmbedResponse,
@@ -180,8 +186,15 @@ class RequestGuard:
     ``max_body`` limit and handed on), the ``X-Request-ID`` header, the request log line, and the JSON 500 for an
     unhandled error. Pure ASGI rather than ``@app.middleware``, so it can stop reading a body that is too large."""
 
-    def __init__(self, app: ASGIApp, *, refuse: Callable[[Request], Response | None], max_body: int) -> None:
-        self.app, self.refuse, self.max_body = app, refuse, max_body
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        refuse: Callable[[Request], Response | None],
+        max_body: int,
+        open_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app, self.refuse, self.max_body, self.open_paths = app, refuse, max_body, open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +214,7 @@ class RequestGuard:
         path = scope["path"]
         try:
             response = None
-            if not is_open_path(path):
+            if not (is_open_path(path) or path in self.open_paths):
                 response = self.refuse(request)
                 if response is None:
                     response, receive = await self._read_body(request, receive)
@@ -285,7 +298,14 @@ def create_app(
     api = settings.api
     store = ArtifactStore.from_settings(settings)
     pointer = pointer or store.pointer_path
-    holder = EngineHolder(engine_loader or _default_loader(settings, pointer), store, pointer=pointer, warm_up=warm_up)
+    metrics = ApiMetrics()
+    holder = EngineHolder(
+        engine_loader or _default_loader(settings, pointer),
+        store,
+        pointer=pointer,
+        warm_up=warm_up,
+        on_reload=metrics.record_reload,
+    )
     limiter = RateLimiter(api.rate_limit_per_minute, clock=clock) if api.rate_limit_per_minute else None
     reload_limiter = (
         RateLimiter(api.reload_rate_limit_per_minute, clock=clock) if api.reload_rate_limit_per_minute else None
@@ -324,6 +344,7 @@ def create_app(
             yield
         finally:
             holder.stop_watcher()
+            metrics.shutdown()
 
     app = FastAPI(
         title="LexDPR API",
@@ -341,6 +362,7 @@ def create_app(
     app.state.holder = holder
     app.state.limiter = limiter
     app.state.reload_limiter = reload_limiter
+    app.state.metrics = metrics
 
     # errors ------------------------------------------------------------------------------------------------------
 
@@ -418,7 +440,11 @@ def create_app(
             return _error(415, "unsupported_media_type", "send the body as Content-Type: application/json")
         return None
 
-    app.add_middleware(RequestGuard, refuse=refuse, max_body=max_body)
+    open_paths = frozenset() if api.metrics_require_key else frozenset({METRICS_PATH})
+    app.add_middleware(RequestGuard, refuse=refuse, max_body=max_body, open_paths=open_paths)
+    if api.gzip_min_bytes is not None:
+        app.add_middleware(GZipMiddleware, minimum_size=api.gzip_min_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)  # outermost: sees every status
 
     # endpoints ---------------------------------------------------------------------------------------------------
 
@@ -512,6 +538,13 @@ def create_app(
             index_version=_str_or_none(versions.get("index_version")),
             model_version=_str_or_none(versions.get("model_version")),
         )
+
+    @app.get(METRICS_PATH, include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format (docs/DEPLOY.md, Monitoring); every worker's values under ``api.workers`` > 1."""
+        from lexdpr_pipeline.api.metrics import CONTENT_TYPE
+
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.post(
         RELOAD_PATH,

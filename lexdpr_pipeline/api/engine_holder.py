@@ -88,7 +88,9 @@ def _causes(exc: BaseException) -> list[BaseException]:
 class EngineHolder:
     """Holds the current engine; ``loader()`` builds a new one (e.g. ``lambda: load_engine(settings)``) and
     ``warm_up(engine)``, when given, runs on it before it is served (an engine that fails it is not swapped in).
-    ``store`` (and ``pointer``, a pointer file other than the store's) say which pointer file to watch."""
+    ``store`` (and ``pointer``, a pointer file other than the store's) say which pointer file to watch.
+    ``on_reload(result, current)`` is told of every load attempt (not of the no-op ``if_changed`` reloads), with the
+    engine served after it (the metrics count reloads and describe the served index); its errors are only logged."""
 
     def __init__(
         self,
@@ -97,9 +99,11 @@ class EngineHolder:
         *,
         pointer: Path | None = None,
         warm_up: Callable[[Any], None] | None = None,
+        on_reload: Callable[[ReloadResult, Loaded | None], None] | None = None,
     ) -> None:
         self._loader = loader
         self._warm_up = warm_up
+        self._on_reload = on_reload
         if pointer is not None and store is None:
             raise ValueError("watching a pointer file needs the artifact store it belongs to")
         self._store = store
@@ -192,6 +196,11 @@ class EngineHolder:
                 "error": result.error,
                 "seconds": round(result.seconds, 3),
             }
+            if self._on_reload is not None:
+                try:
+                    self._on_reload(result, self._current)
+                except Exception:  # reporting must never break serving
+                    logger.exception("on_reload hook failed")
             return result
 
     def check(self) -> ReloadResult | None:

@@ -191,6 +191,9 @@ class Hit(BaseModel):
     dense_score: float | None = None
     bm25_score: float | None = None
     metadata: dict[str, Any] = {}
+    matched_reference: str | None = Field(
+        None, description='The citation in the query that linked this document ("민법 제750조"); null otherwise'
+    )
 
 
 class SearchResponse(BaseModel):

@@ -6,11 +6,18 @@
   and so a fresh rate-limit bucket.
 - Malformed HTTP (e.g. ``Content-Length: abc``) is refused by uvicorn's parser before the app sees the request;
   :class:`JsonErrorProtocol` makes that ``400`` carry the API's error shape instead of uvicorn's plain text.
+- Metrics of several workers: :func:`metrics_dir` gives them one ``PROMETHEUS_MULTIPROC_DIR`` (see api/metrics.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,6 +39,31 @@ def uvicorn_options(api: ApiSettings) -> dict[str, Any]:
         "forwarded_allow_ips": ",".join(trusted) if trusted else None,
         "http": JSON_ERROR_PROTOCOL,
     }
+
+
+@contextmanager
+def metrics_dir(workers: int) -> Iterator[Path | None]:
+    """For ``workers`` > 1: ``PROMETHEUS_MULTIPROC_DIR`` set to a new private folder while the server runs (the
+    spawned workers inherit it and write their metric files there; removed afterwards), so ``/metrics`` adds up every
+    worker. A ``PROMETHEUS_MULTIPROC_DIR`` already set is used as it is (emptying it between runs is then the
+    operator's job). One worker: nothing to share, yields None (unless the variable was set)."""
+    from lexdpr_pipeline.api.metrics import MULTIPROC_ENV
+
+    preset = os.environ.get(MULTIPROC_ENV)
+    if preset:
+        Path(preset).mkdir(parents=True, exist_ok=True)
+        yield Path(preset)
+        return
+    if workers <= 1:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="lexdpr-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _json_400_httptools(self: Any, msg: str) -> None:

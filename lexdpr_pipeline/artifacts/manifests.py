@@ -171,6 +171,27 @@ class IndexPointer(Manifest):
         return pointer
 
 
+@dataclasses.dataclass(frozen=True)
+class FusionParams(Manifest):
+    """Hybrid fusion chosen on the valid split for one dense model version (``evaluation.fusion_tuning``).
+
+    ``by_source``: ``law`` (law / admrul / cross_law queries), ``prec`` (prec / cross_prec) and ``all`` (every
+    valid query; what a search whose candidates mix sources uses), each ``{fusion, rrf_k, dense_weight, …}``.
+    ``linking``: the query citation linking chosen on valid (``evaluation.link_tuning``) per search mode of this
+    model (``dense``, ``bm25``, and the hybrid's fusion ``rrf`` / ``weighted``) and the same source groups, each
+    ``{citation_linking, link_weight, link_law_names, link_rrf_k, …}``; what ``search.citation_linking: auto`` uses.
+    """
+
+    KIND: ClassVar[str] = "fusion_params"
+    model_version: str
+    by_source: dict[str, dict[str, Any]]
+    chosen_on: str = "valid"
+    metric: str = "ndcg@10"
+    dense_system: str = ""  # the evaluation's name of the dense model (fine-tuned, base (zero-shot), …)
+    created_at: str = ""
+    linking: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+
+
 MANIFEST_TYPES: tuple[type[Manifest], ...] = (
     BaseModelManifest,
     TrainedModelManifest,
@@ -179,4 +200,5 @@ MANIFEST_TYPES: tuple[type[Manifest], ...] = (
     Bm25IndexManifest,
     FaissIndexManifest,
     IndexPointer,
+    FusionParams,
 )

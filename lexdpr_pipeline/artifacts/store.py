@@ -8,6 +8,7 @@ bench scripts build it from the settings (:meth:`ArtifactStore.from_settings`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
-from lexdpr_pipeline.artifacts.manifests import IndexPointer, Manifest
+from lexdpr_pipeline.artifacts.manifests import FusionParams, IndexPointer, Manifest
 
 if TYPE_CHECKING:
     from lexdpr_pipeline.settings import Settings
 
 KEY_CHARS = 20  # folder names: the first 20 hex digits of a sha256 content key
 POINTER_FILE = "CURRENT.json"
+FUSION_FILE = "fusion.json"
 
 M = TypeVar("M", bound=Manifest)
 
@@ -38,6 +40,7 @@ class Kind(StrEnum):
     REPORTS = "reports"
     LAWGO_RAW = "lawgo_raw"
     SWEEP = "sweep"  # one folder per sweep name: optuna.db, trials table, best.yaml, trial folders
+    FUSION = "fusion"  # one folder per dense model version: fusion.json (FusionParams chosen on valid)
 
 
 _ROOTS: dict[Kind, tuple[str, ...]] = {
@@ -51,6 +54,7 @@ _ROOTS: dict[Kind, tuple[str, ...]] = {
     Kind.REPORTS: ("reports",),
     Kind.LAWGO_RAW: ("raw", "lawgo"),  # the crawler's resumable store of law.go.kr responses
     Kind.SWEEP: ("sweeps",),
+    Kind.FUSION: ("indexes", "fusion"),
 }
 
 
@@ -145,6 +149,25 @@ class ArtifactStore:
             return (Path(path) if path is not None else self.pointer_path).read_bytes()
         except FileNotFoundError:
             return None
+
+    # hybrid fusion parameters (chosen on the valid split by model_evaluation / `lex-dpr eval --model`) ---------
+    def fusion_params_path(self, model_version: str) -> Path:
+        """``data/indexes/fusion/<key>/fusion.json``; the key is the version's first 20 hex digits when it is a
+        content hash, else the sha256 of the version (a model version may hold ``:`` or ``|``)."""
+        if not model_version:
+            raise ValueError("fusion parameters need a model version")
+        version = model_version.split("|", 1)[0]  # an ONNX encoder of a model shares the model's fusion
+        is_hash = len(version) > KEY_CHARS and all(c in "0123456789abcdef" for c in version)
+        key = version if is_hash else hashlib.sha256(version.encode("utf-8")).hexdigest()
+        return self.folder(Kind.FUSION, key) / FUSION_FILE
+
+    def write_fusion_params(self, params: FusionParams) -> Path:
+        return params.write(self.fusion_params_path(params.model_version))
+
+    def find_fusion_params(self, model_version: str) -> FusionParams | None:
+        """The stored choice for ``model_version`` (or the torch model an ``…|onnx`` version encodes), else None."""
+        path = self.fusion_params_path(model_version)
+        return FusionParams.read(path) if path.is_file() else None
 
     def describe(self) -> dict[str, str]:
         return {kind.value: str(self.root(kind)) for kind in Kind} | {"tables": str(self.tables_dir)}

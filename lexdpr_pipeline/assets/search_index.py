@@ -26,8 +26,13 @@ from lexdpr_pipeline.artifacts import (
 from lexdpr_pipeline.assets.common import MODEL_STEP_TAGS
 from lexdpr_pipeline.index.embeddings import EmbeddingSet, EmbedResult, embed_corpus
 from lexdpr_pipeline.index.faiss_index import IDS_FILE, DenseIndex, IndexSpec, approximate_recall
-from lexdpr_pipeline.index.publish import FaissBuild, build_or_reuse_bm25, build_or_update_faiss, publish_index
-from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.index.publish import (
+    Bm25Build,
+    FaissBuild,
+    build_or_reuse_bm25,
+    build_or_update_faiss,
+    publish_index,
+)
 from lexdpr_pipeline.models.encoders import load_encoder
 from lexdpr_pipeline.models.resolve import choose_model
 from lexdpr_pipeline.resources import ArtifactStoreResource, LexDprProject
@@ -49,7 +54,11 @@ def bm25_index(artifacts: ArtifactStoreResource, merged_corpus: pl.DataFrame) ->
     """BM25 over ``merged_corpus`` with Korean morphological tokens (kiwipiepy; article references and case
     numbers kept whole), stored at a content-addressed folder; an unchanged corpus reuses the stored index."""
     started = time.perf_counter()
-    built = build_or_reuse_bm25(merged_corpus, artifacts.store)
+    return bm25_output(build_or_reuse_bm25(merged_corpus, artifacts.store), started)
+
+
+def bm25_output(built: Bm25Build, started: float, **extra: object) -> dg.Output[Bm25IndexManifest]:
+    """The ``bm25_index`` output (also of its citation-expansion variant, ``assets.citation_expansion``)."""
     manifest = built.manifest
     return dg.Output(
         manifest,
@@ -58,6 +67,7 @@ def bm25_index(artifacts: ArtifactStoreResource, merged_corpus: pl.DataFrame) ->
             "path": dg.MetadataValue.path(manifest.path),
             "passages": dg.MetadataValue.int(manifest.passages),
             "reused_existing": built.reused,
+            **extra,
             "wall_time_s": _seconds(started),
         },
     )
@@ -130,6 +140,7 @@ def _faiss_metadata(build: FaissBuild, pointer_file: Path, started: float) -> di
         "path": dg.MetadataValue.path(str(build.path)),
         "pointer": dg.MetadataValue.path(str(pointer_file)),
         "faiss_type": build.spec.faiss_type,
+        "built_as": build.meta.get("info", {}).get("built_as", build.spec.faiss_type),  # ivfpq: flat on small corpora
         "content_hash": build.key,
         "params": dg.MetadataValue.json({**build.meta["params"], **build.meta.get("info", {})}),
         "passages": dg.MetadataValue.int(len(build.embeddings)),
@@ -149,7 +160,7 @@ def faiss_index(
     passage_embeddings: EmbeddingSetManifest,
     bm25_index: Bm25IndexManifest,
 ) -> dg.Output[FaissIndexManifest]:
-    """A FAISS index (``index.faiss_type``: flat | ivf | hnsw) over the passage embeddings at
+    """A FAISS index (``index.faiss_type``: flat | ivf | ivfpq | hnsw) over the passage embeddings at
     ``data/indexes/faiss/<key>/``, updated incrementally from the previous index where the type allows. Writes
     ``data/indexes/CURRENT.json`` (model, FAISS, BM25, corpus) for the search engine."""
     started = time.perf_counter()
@@ -201,41 +212,58 @@ def faiss_index_matches_corpus(faiss_index: FaissIndexManifest, merged_corpus: p
     )
 
 
-def recall_queries(store: ArtifactStore, model_path: str, embeddings: EmbeddingSet, n: int) -> tuple[np.ndarray, str]:
-    """Query vectors for the recall check: ``n`` seeded test-split queries of ``dataset_splits`` encoded with the
-    model when that table exists, else ``n`` seeded passage vectors (said so in the returned description).
+def recall_queries(
+    store: ArtifactStore, faiss_index: FaissIndexManifest, embeddings: EmbeddingSet, n: int
+) -> tuple[np.ndarray, str]:
+    """Query vectors for the recall check: ``n`` seeded valid-split queries of ``dataset_splits`` (never test
+    queries: the check gates the index) encoded by the runtime that embedded the passages (the published pointer's
+    backend when it names this index, else torch) when that table exists, else ``n`` seeded passage vectors (said so
+    in the returned description).
 
     ``dataset_splits`` is read from its table rather than declared as an input, so the index can be built (and
     checked) before any training data exists.
     """
     if store.has_table("dataset_splits"):
-        test = store.read_table("dataset_splits", columns=["query_text", "split"]).filter(pl.col("split") == "test")
-        if test.height:
-            texts = test.sample(min(n, test.height), seed=0)["query_text"].to_list()
-            return BiEncoder.load(model_path).encode_queries(texts), f"{len(texts)} test queries of dataset_splits"
+        valid = store.read_table("dataset_splits", columns=["query_text", "split"]).filter(pl.col("split") == "valid")
+        if valid.height:
+            texts = valid.sample(min(n, valid.height), seed=0)["query_text"].to_list()
+            backend, export = "torch", None
+            if store.pointer_path.is_file():
+                pointer = store.read_pointer()
+                if pointer.faiss_path == faiss_index.path:
+                    backend, export = pointer.encoder_backend, pointer.encoder_path
+            encoder = load_encoder(faiss_index.model_path, backend, export)
+            return encoder.encode_queries(texts), f"{len(texts)} valid queries of dataset_splits ({backend})"
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(embeddings), size=min(n, len(embeddings)), replace=False))
     vectors = np.asarray(embeddings.vectors[rows], dtype=np.float32)
-    return vectors, f"{rows.size} passage vectors as queries (no dataset_splits test queries)"
+    return vectors, f"{rows.size} passage vectors as queries (no dataset_splits valid queries)"
 
 
 @dg.asset_check(
     asset=faiss_index,
     blocking=False,
-    description="IVF/HNSW: recall@10 against exact search ≥ index.recall_floor on a seeded query sample "
-    "(test-split queries when dataset_splits exists, else passage vectors). Flat is exact.",
+    description="IVF/IVF-PQ/HNSW: recall@10 against exact search ≥ index.recall_floor on a seeded query sample "
+    "(valid-split queries when dataset_splits exists, else passage vectors; IVF-PQ re-ranked with the stored vectors "
+    "as served). Flat (and IVF-PQ's flat fallback on small corpora) is exact.",
 )
 def faiss_recall_at_10(
     project: LexDprProject, artifacts: ArtifactStoreResource, faiss_index: FaissIndexManifest
 ) -> dg.AssetCheckResult:
     settings = project.settings.index
-    if faiss_index.faiss_type == "flat":
+    if faiss_index.faiss_type == "flat" or faiss_index.info.get("built_as") == "flat":
+        fallback = faiss_index.info.get("fallback")
         return dg.AssetCheckResult(
-            passed=True, description="flat index: exact search", metadata={"recall_at_10": dg.MetadataValue.float(1.0)}
+            passed=True,
+            description=f"flat index: exact search ({fallback})" if fallback else "flat index: exact search",
+            metadata={"recall_at_10": dg.MetadataValue.float(1.0)},
         )
     emb = EmbeddingSet.load(Path(faiss_index.embeddings_path))
-    index = DenseIndex.load(Path(faiss_index.path), nprobe=settings.ivf_nprobe, ef_search=settings.hnsw_ef_search)
-    queries, source = recall_queries(artifacts.store, faiss_index.model_path, emb, settings.recall_sample_queries)
+    index = DenseIndex.load(
+        Path(faiss_index.path), nprobe=settings.ivf_nprobe, ef_search=settings.hnsw_ef_search, rerank=settings.pq_rerank
+    )
+    index.attach_vectors(emb)  # as the search engine serves it (IVF-PQ re-ranks with the vectors)
+    queries, source = recall_queries(artifacts.store, faiss_index, emb, settings.recall_sample_queries)
     recall = approximate_recall(index, emb, queries, RECALL_K)
     return dg.AssetCheckResult(
         passed=recall >= settings.recall_floor,
@@ -247,6 +275,7 @@ def faiss_recall_at_10(
             "queries": source,
             "nprobe": dg.MetadataValue.int(settings.ivf_nprobe),
             "ef_search": dg.MetadataValue.int(settings.hnsw_ef_search),
+            "pq_rerank": dg.MetadataValue.int(settings.pq_rerank),
         },
     )
 

@@ -38,7 +38,7 @@ def precedent_citations(
     )
 
 
-@dg.asset(group_name=GROUP, code_version="pairs-1", kinds={"polars", "parquet"})
+@dg.asset(group_name=GROUP, code_version="pairs-2", kinds={"polars", "parquet"})
 def training_pairs(
     context: dg.AssetExecutionContext,
     project: LexDprProject,
@@ -50,7 +50,9 @@ def training_pairs(
     bm25_index: Bm25IndexManifest,
     base_model: BaseModelManifest,
 ) -> dg.Output[pl.DataFrame]:
-    """One row per query: type, text, citation-linked positives and BM25 hard negatives."""
+    """One row per query: type, text, citation-linked positives and hard negatives (BM25 or dense), with the
+    likely false negatives (cited / co-citing documents, near duplicates, other passages of a positive) removed
+    and counted per rule."""
     started = time.perf_counter()
     settings = project.settings
     built = build_training_pairs(
@@ -75,8 +77,9 @@ def training_pairs(
 
 def pairs_metadata(built: TrainingPairs, negative_miner: str) -> dict[str, object]:
     """Queries per type, what query building skipped, and the hard negatives (``short_negative_rows``: fewer than
-    wanted)."""
+    wanted; ``negatives_removed_by_rule``: mined candidates each false-negative rule removed, per query type)."""
     return {
+        "negatives_removed_by_rule": dg.MetadataValue.md(built.negative_stats.removed_markdown()),
         "queries_by_type": dg.MetadataValue.md(count_table(built.pairs, "query_type")),
         "skipped": dg.MetadataValue.json(built.query_stats.as_dict()["skipped"]),
         "hard_negatives": dg.MetadataValue.json(built.negative_stats.as_dict()),
@@ -85,7 +88,7 @@ def pairs_metadata(built: TrainingPairs, negative_miner: str) -> dict[str, objec
     }
 
 
-@dg.asset(group_name=GROUP, code_version="splits-1", kinds={"polars", "parquet"})
+@dg.asset(group_name=GROUP, code_version="splits-2", kinds={"polars", "parquet"})
 def dataset_splits(
     project: LexDprProject,
     artifacts: ArtifactStoreResource,

@@ -1,4 +1,5 @@
-"""Systems under evaluation, each turned into rankings: ``{query_id: [passage_id, …]}``, best first.
+"""Systems under evaluation, each turned into rankings: ``{query_id: [passage_id, …]}``, best first, or scored
+rankings ``{query_id: [(passage_id, score), …]}`` (what hybrid fusion needs: :mod:`.fusion_tuning`).
 
 Every ranking is ``depth`` long (or shorter when fewer passages qualify) *after* a query's excluded passages are
 dropped: retrievers fetch ``depth`` plus as many as the query could lose to exclusions.
@@ -20,6 +21,12 @@ from lexdpr_pipeline.models.biencoder import BiEncoder
 logger = logging.getLogger(__name__)
 
 Rankings = dict[str, list[str]]
+ScoredRankings = dict[str, list[tuple[str, float]]]
+
+
+def ids_of(scored: ScoredRankings) -> Rankings:
+    """The rankings without their scores."""
+    return {qid: [pid for pid, _ in ranked] for qid, ranked in scored.items()}
 
 
 def dense_rankings(
@@ -34,6 +41,22 @@ def dense_rankings(
     """Exact cosine search with ``model`` (its template applied). Returns the rankings and the passage vectors
     (pass them back as ``passage_vecs`` to rank another split over the same corpus without re-encoding; see
     :func:`encode_corpus` for vectors from the embedding cache)."""
+    scored, passage_vecs = dense_scored(
+        model, queries, corpus_frame, depth, batch_size=batch_size, progress=progress, passage_vecs=passage_vecs
+    )
+    return ids_of(scored), passage_vecs
+
+
+def dense_scored(
+    model: BiEncoder,
+    queries: EvalQueries,
+    corpus_frame: pl.DataFrame,
+    depth: int,
+    batch_size: int = 64,
+    progress: bool = True,
+    passage_vecs: np.ndarray | None = None,
+) -> tuple[ScoredRankings, np.ndarray]:
+    """:func:`dense_rankings` with each passage's cosine similarity."""
     ids = corpus_frame["passage_id"].to_list()
     if passage_vecs is None:
         passage_vecs = encode_corpus(model, corpus_frame, batch_size=batch_size, progress=progress)
@@ -44,11 +67,12 @@ def dense_rankings(
     query_vecs = model.encode_queries(queries.texts, batch_size=batch_size, progress=progress)
     in_corpus = set(ids)
     extra = max(len(queries.exclude.get(q, set()) & in_corpus) for q in queries.ids)
-    _, idx = exact_search(query_vecs, passage_vecs, depth + extra)
-    rankings: Rankings = {}
-    for qid, row in zip(queries.ids, idx, strict=True):
+    sims, idx = exact_search(query_vecs, passage_vecs, depth + extra)
+    rankings: ScoredRankings = {}
+    for qid, srow, row in zip(queries.ids, sims, idx, strict=True):
         banned = queries.exclude.get(qid, set())
-        rankings[qid] = [pid for pid in (ids[i] for i in row) if pid not in banned][:depth]
+        kept = [(ids[i], float(s)) for s, i in zip(srow, row, strict=True) if ids[i] not in banned]
+        rankings[qid] = kept[:depth]
     return rankings, passage_vecs
 
 
@@ -87,20 +111,40 @@ def encode_corpus(
 
 def bm25_rankings(index: BM25Index, queries: EvalQueries, depth: int, progress: bool = False) -> Rankings:
     """BM25 rankings (only passages sharing a term with the query are ranked, so a ranking can be short)."""
+    return ids_of(bm25_scored(index, queries, depth, progress=progress))
+
+
+def bm25_scored(index: BM25Index, queries: EvalQueries, depth: int, progress: bool = False) -> ScoredRankings:
+    """:func:`bm25_rankings` with each passage's BM25 score."""
     if not len(queries):
         return {}
     exclude = [queries.exclude.get(q, set()) for q in queries.ids]
     hits = index.search_many(queries.texts, k=depth, exclude=exclude, progress=progress)
-    return {qid: [pid for pid, _ in row] for qid, row in zip(queries.ids, hits, strict=True)}
+    return {qid: [(pid, float(score)) for pid, score in row] for qid, row in zip(queries.ids, hits, strict=True)}
 
 
-def bm25_index_for(corpus_frame: pl.DataFrame, full_index: BM25Index | None = None, progress: bool = True) -> BM25Index:
-    """``full_index`` when it indexes exactly the eval corpus' passages; otherwise a new index over the corpus."""
+def bm25_index_for(
+    corpus_frame: pl.DataFrame,
+    full_index: BM25Index | None = None,
+    progress: bool = True,
+    expansion_weight: float | None = None,
+) -> BM25Index:
+    """``full_index`` when it indexes exactly the eval corpus' passages; otherwise a new index over the corpus.
+
+    ``expansion_weight`` (``eval.bm25_expansion_weight``): None searches with the index's own citation-expansion
+    weight; a number overrides it — 0 turns the expansion off, > 0 needs the full index's expansion field (a new
+    index over a sampled corpus has none: a clear error, never a silent text-only run)."""
     ids = corpus_frame["passage_id"].to_list()
+    index = None
     if full_index is not None:
         if len(full_index) == len(ids) and set(full_index.ids) == set(ids):
-            return full_index
-        logger.info(
-            "BM25: the given index (%d passages) is not the eval corpus (%d); building one", len(full_index), len(ids)
-        )
-    return BM25Index.build(ids, corpus_frame["text"].to_list(), progress=progress)
+            index = full_index
+        else:
+            logger.info(
+                "BM25: the given index (%d passages) is not the eval corpus (%d); building one",
+                len(full_index),
+                len(ids),
+            )
+    if index is None:
+        index = BM25Index.build(ids, corpus_frame["text"].to_list(), progress=progress)
+    return index if expansion_weight is None else index.with_expansion_weight(expansion_weight)

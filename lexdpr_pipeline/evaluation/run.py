@@ -1,7 +1,12 @@
 """One evaluation end to end: queries per split, one shared corpus, every system ranked and scored, the report.
 
 Each dense model encodes the corpus once and reuses the vectors for every split; BM25 reuses the full index only
-when the eval corpus is the full corpus (else it indexes the sample).
+when the eval corpus is the full corpus (else it indexes the sample). With BM25 and ``plan.hybrid``, each dense model
+is also fused with BM25 (``hybrid rrf (fine-tuned+bm25)``, ``hybrid weighted (…)``), the fusion parameters chosen
+on the valid split per source group (:mod:`.fusion_tuning`) and applied to every split. With
+``plan.citation_linking``, every system (dense, BM25, hybrids) also gets its ``+ linking`` variant: the statutes and
+decisions each query cites fused into its ranking (:mod:`.link_tuning`), mode and weight chosen on valid per source
+group.
 """
 
 from __future__ import annotations
@@ -15,19 +20,38 @@ from pathlib import Path
 import polars as pl
 
 from lexdpr_pipeline.evaluation.corpus import eval_corpus
+from lexdpr_pipeline.evaluation.fusion_tuning import FUSIONS, METRIC, FusionTuning, fused_rankings, tune_fusion
+from lexdpr_pipeline.evaluation.link_tuning import (
+    LinkTuning,
+    doc_passages,
+    link_shares,
+    linked_name,
+    linked_rankings,
+    query_links,
+    tune_linking,
+)
 from lexdpr_pipeline.evaluation.queries import EvalQueries, build_exclusion_index, eval_queries
-from lexdpr_pipeline.evaluation.report import EvalReport, write_report
+from lexdpr_pipeline.evaluation.report import (
+    EvalReport,
+    fusion_section,
+    hybrid_vs_parts,
+    linking_section,
+    write_report,
+)
 from lexdpr_pipeline.evaluation.retrievers import (
     Rankings,
+    ScoredRankings,
     bm25_index_for,
-    bm25_rankings,
-    dense_rankings,
+    bm25_scored,
+    dense_scored,
     encode_corpus,
+    ids_of,
 )
 from lexdpr_pipeline.evaluation.scoring import PER_QUERY_SCHEMA, evaluate_systems, table_schema
 from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.search.linking import QueryLinker
 from lexdpr_pipeline.settings import EvalSettings
 from lexdpr_pipeline.storage import write_parquet
 
@@ -37,6 +61,22 @@ FINE_TUNED = "fine-tuned"
 BASE = "base (zero-shot)"
 BM25 = "bm25"
 RANKS_FILE = "per_query_ranks.parquet"
+WHOLE, SAMPLED = "whole", "sampled"  # what the eval corpus is (every report and MLflow run says which)
+
+
+def hybrid_name(fusion: str, dense_system: str) -> str:
+    """``hybrid rrf (fine-tuned+bm25)``, ``hybrid weighted (base+bm25)``."""
+    return f"hybrid {fusion} ({dense_system.split(' ')[0]}+{BM25})"
+
+
+def corpus_label(plan_max_passages: int | None, passages: int) -> str:
+    """How every report names the corpus searched: the whole ``merged_corpus`` or a labelled sample."""
+    if plan_max_passages is None:
+        return f"{WHOLE} merged_corpus ({passages} passages)"
+    return (
+        f"{SAMPLED}: every positive + a seeded uniform sample, cap {plan_max_passages} ({passages} passages; "
+        "positives + seeded sample — a fast option: scores are higher than on the whole corpus)"
+    )
 
 
 @dataclass(frozen=True)
@@ -50,6 +90,9 @@ class EvalPlan:
     exclude_query_document: bool = True
     batch_size: int = 64
     seed: int = 13
+    hybrid: bool = True
+    citation_linking: bool = True
+    bm25_expansion_weight: float | None = None  # BM25's citation-expansion weight; None: the index's own
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) <= 0:
@@ -71,6 +114,9 @@ class EvalPlan:
             exclude_query_document=s.exclude_query_document,
             batch_size=s.batch_size,
             seed=s.seed,
+            hybrid=s.hybrid,
+            citation_linking=s.citation_linking,
+            bm25_expansion_weight=s.bm25_expansion_weight,
         )
 
 
@@ -84,6 +130,39 @@ class EvalRun:
     timings_s: dict[str, float] = field(default_factory=dict)
     report: EvalReport | None = None
     ranks_path: Path | None = None
+    corpus: str = WHOLE  # whole | sampled
+    corpus_label: str = ""
+    fusion: dict[str, FusionTuning] = field(default_factory=dict)  # dense system → fusion chosen on valid
+    hybrid_parts: dict[str, tuple[str, str]] = field(default_factory=dict)  # hybrid system → (dense, bm25)
+    hybrid_check: pl.DataFrame | None = None  # per split and query type: hybrid vs each of its parts
+    linking: dict[str, LinkTuning] = field(default_factory=dict)  # system → its linking chosen on valid
+    linked_parts: dict[str, str] = field(default_factory=dict)  # "<system> + linking" → system
+    link_shares: pl.DataFrame | None = None  # per split and query type: share of queries with a resolved link
+
+    def best_linked_system(self, metric: str = METRIC) -> str | None:
+        """The system whose ``+ linking`` variant scores best overall on valid (else on the first split there is):
+        the one the report's with/without-linking table is about."""
+        if not self.linked_parts or metric not in self.table.columns:
+            return None
+        rows = self.table.filter((pl.col("group") == "all") & pl.col("system").is_in(list(self.linked_parts)))
+        splits = rows["split"].unique(maintain_order=True).to_list()
+        if not splits:
+            return None
+        split = "valid" if "valid" in splits else splits[0]
+        best = (
+            rows.filter(pl.col("split") == split).sort([metric, "system"], descending=[True, False]).row(0, named=True)
+        )
+        return self.linked_parts[best["system"]]
+
+    def hybrid_below_parts(self, split: str = "test") -> list[str]:
+        """``"cross_prec: hybrid rrf (fine-tuned+bm25) 0.41 < bm25 0.44"`` for each (type, hybrid) below a part."""
+        if self.hybrid_check is None:
+            return []
+        rows = self.hybrid_check.filter((pl.col("split") == split) & ~pl.col("ge_parts"))
+        return [
+            f"{r['query_type']}: {r['hybrid']} {r['hybrid_score']:.4f} < {r['best_part']} {r['best_part_score']:.4f}"
+            for r in rows.iter_rows(named=True)
+        ]
 
     def overall(self) -> dict[tuple[str, str], dict[str, float]]:
         """``(split, system)`` → overall mean metrics."""
@@ -137,10 +216,10 @@ def run_evaluation(
     timings["prepare_s"] = time.perf_counter() - started
     logger.info("evaluation: %d passages, queries %s", corpus.height, {q.split: len(q) for q in queries})
 
-    rankings: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}  # split → system → rankings
+    rankings: dict[str, dict[str, ScoredRankings]] = {q.split: {} for q in queries}  # split → system → rankings
     for name, model_or_loader in models.items():
         t0 = time.perf_counter()
-        model = model_or_loader if isinstance(model_or_loader, BiEncoder) else model_or_loader()
+        model = model_or_loader if hasattr(model_or_loader, "encode_passages") else model_or_loader()
         vecs = encode_corpus(
             model,
             corpus,
@@ -149,7 +228,7 @@ def run_evaluation(
             cache=(embedding_caches or {}).get(name),
         )
         for q in queries:
-            rankings[q.split][name], _ = dense_rankings(
+            rankings[q.split][name], _ = dense_scored(
                 model, q, corpus, plan.depth, batch_size=plan.batch_size, progress=progress, passage_vecs=vecs
             )
         del model, vecs
@@ -157,14 +236,34 @@ def run_evaluation(
     if bm25:
         t0 = time.perf_counter()
         full = full_bm25() if full_bm25 is not None and plan.corpus_max_passages is None else None
-        index = bm25_index_for(corpus, full, progress=progress)
+        index = bm25_index_for(corpus, full, progress=progress, expansion_weight=plan.bm25_expansion_weight)
+        if index.has_expansion:
+            notes = {**(notes or {}), "bm25 citation-expansion weight": index.expansion_weight}
         for q in queries:
-            rankings[q.split][BM25] = bm25_rankings(index, q, plan.depth, progress=progress)
+            rankings[q.split][BM25] = bm25_scored(index, q, plan.depth, progress=progress)
         timings[f"{BM25}_s"] = time.perf_counter() - t0
+    fusion: dict[str, FusionTuning] = {}
+    parts: dict[str, tuple[str, str]] = {}
+    if bm25 and plan.hybrid and models:
+        t0 = time.perf_counter()
+        fusion, parts = _add_hybrids(rankings, queries, list(models), plan.depth)
+        timings["hybrid_s"] = time.perf_counter() - t0
+    linking: dict[str, LinkTuning] = {}
+    linked: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
+    shares = None
+    if plan.citation_linking and rankings[queries[0].split]:
+        t0 = time.perf_counter()
+        linking, linked, shares = _add_linking(rankings, queries, corpus, plan.depth)
+        timings["linking_s"] = time.perf_counter() - t0
 
     tables, ranks = [], []
     for q in queries:
-        table, per_query = evaluate_systems(rankings[q.split], q, plan.ks)
+        systems: dict[str, Rankings] = {}
+        for name, scored in rankings[q.split].items():
+            systems[name] = ids_of(scored)
+            if linked_name(name) in linked[q.split]:
+                systems[linked_name(name)] = linked[q.split][linked_name(name)]
+        table, per_query = evaluate_systems(systems, q, plan.ks)
         tables.append(table)
         ranks.append(per_query)
     run = EvalRun(
@@ -174,7 +273,18 @@ def run_evaluation(
         queries_per_split={q.split: len(q) for q in queries},
         skipped=skipped,
         timings_s=timings,
+        corpus=WHOLE if plan.corpus_max_passages is None else SAMPLED,
+        corpus_label=corpus_label(plan.corpus_max_passages, corpus.height),
+        fusion=fusion,
+        hybrid_parts=parts,
+        linking=linking,
+        linked_parts={linked_name(n): n for n in linking},
+        link_shares=shares,
     )
+    run.hybrid_check = hybrid_vs_parts(run.table, parts) if parts else None
+    sections = fusion_section(run.fusion, run.hybrid_check, run.hybrid_below_parts()) if fusion else []
+    if linking:
+        sections += linking_section(run.table, run.linking, run.link_shares, run.best_linked_system())
     if out_dir is not None:
         run.ranks_path = write_parquet(run.per_query, Path(out_dir) / RANKS_FILE)
         excluded = {q.split: sum(len(e) for e in q.exclude.values()) for q in queries}
@@ -183,17 +293,71 @@ def run_evaluation(
             Path(out_dir),
             notes={
                 **(notes or {}),
-                "eval corpus": f"{corpus.height} passages"
-                + (
-                    ""
-                    if plan.corpus_max_passages is None
-                    else f" (positives + seeded sample, cap {plan.corpus_max_passages})"
-                ),
+                "eval corpus": run.corpus_label,
                 "queries per split": run.queries_per_split,
                 "excluded own-decision passages per split": excluded,
                 "ks": list(plan.ks),
                 "seed": plan.seed,
             },
+            sections=sections,
         )
     timings["total_s"] = time.perf_counter() - started
     return run
+
+
+def _add_hybrids(
+    rankings: dict[str, dict[str, ScoredRankings]],
+    queries: list[EvalQueries],
+    dense_systems: list[str],
+    depth: int,
+) -> tuple[dict[str, FusionTuning], dict[str, tuple[str, str]]]:
+    """Per dense system: the fusion chosen on valid (never on test), and its ``rrf`` / ``weighted`` hybrids with
+    BM25 added to every split's rankings (each query fused with its source group's values)."""
+    by_split = {q.split: q for q in queries}
+    fusion: dict[str, FusionTuning] = {}
+    parts: dict[str, tuple[str, str]] = {}
+    for name in dense_systems:
+        tuning = tune_fusion(
+            {s: r[name] for s, r in rankings.items()}, {s: r[BM25] for s, r in rankings.items()}, by_split
+        )
+        fusion[name] = tuning
+        for method in FUSIONS:
+            system = hybrid_name(method, name)
+            parts[system] = (name, BM25)
+            for q in queries:
+                types = q.type_of()
+                rankings[q.split][system] = fused_rankings(
+                    rankings[q.split][name],
+                    rankings[q.split][BM25],
+                    lambda qid, t=types, m=method, f=tuning: f.choice_for(t[qid], m),  # type: ignore[misc]
+                    depth,
+                )
+    return fusion, parts
+
+
+def _add_linking(
+    rankings: dict[str, dict[str, ScoredRankings]],
+    queries: list[EvalQueries],
+    corpus: pl.DataFrame,
+    depth: int,
+) -> tuple[dict[str, LinkTuning], dict[str, dict[str, Rankings]], pl.DataFrame]:
+    """Per system: the linking chosen on valid (never on test) and its ``+ linking`` rankings on every split (each
+    query linked with its source group's choice); also the share of queries with a resolved link per type."""
+    needed = ("law_id", "law_name", "article_key", "case_no")  # a hand-made corpus may lack them: nothing links
+    frame = corpus.with_columns([pl.lit(None, pl.String).alias(c) for c in needed if c not in corpus.columns])
+    linker = QueryLinker.from_corpus(frame)  # what the systems search, as the engine builds it from its corpus
+    doc_of, passages_of = doc_passages(corpus)
+    by_split = {q.split: q for q in queries}
+    links = {q.split: query_links(linker, q, passages_of) for q in queries}
+    tunings: dict[str, LinkTuning] = {}
+    linked: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
+    for name in list(rankings[queries[0].split]):
+        tuning = tune_linking({s: r[name] for s, r in rankings.items()}, by_split, links, doc_of, passages_of)
+        tunings[name] = tuning
+        for q in queries:
+            choice = {qid: tuning.choice_for(t).candidate for qid, t in q.type_of().items()}
+            linked[q.split][linked_name(name)] = linked_rankings(
+                rankings[q.split][name], q, links[q.split], choice, doc_of, passages_of, depth
+            )
+    shares = pl.concat([link_shares(q, links[q.split]) for q in queries])
+    return tunings, linked, shares

@@ -1,6 +1,6 @@
-"""The dense passage index: FAISS (flat | ivf | hnsw, inner product on normalized vectors = cosine).
+"""The dense passage index: FAISS (flat | ivf | ivfpq | hnsw, inner product on normalized vectors = cosine).
 
-Flat and HNSW indexes are an ``IndexIDMap2`` around the base index; IVF indexes store ids themselves
+Flat and HNSW indexes are an ``IndexIDMap2`` around the base index; IVF and IVF-PQ indexes store ids themselves
 (``IndexIDMap.remove_ids`` renumbers as if the inner index were flat, which corrupts an IVF's ids). FAISS ids
 ("labels") are int64 numbers assigned here; ``ids.parquet`` (label, passage_id, content_hash) maps them to passages.
 Labels stay stable across incremental updates (new passages get new labels, removed ones leave gaps).
@@ -8,13 +8,20 @@ Labels stay stable across incremental updates (new passages get new labels, remo
 On disk (:meth:`DenseIndex.save`) an index is a folder: ``index.faiss``, ``ids.parquet`` and ``faiss_index.json``
 (type, build and search parameters, dim, model version, embeddings key), written as a temp sibling and renamed.
 
-Search-time parameters (``ivf_nprobe``, ``hnsw_ef_search``) are not part of the index identity: they come from the
-settings when an index is loaded.
+Search-time parameters (``ivf_nprobe``, ``hnsw_ef_search``, ``pq_rerank``) are not part of the index identity: they
+come from the settings when an index is loaded.
+
+IVF-PQ (``ivfpq``) keeps only ``pq_m·pq_nbits/8`` bytes of code per passage (plus its 8-byte id), not the float
+vectors: its coarse lists and codebooks are trained on a seeded sample (at most ``PQ_TRAIN_MAX`` vectors, or 39 per
+list if that is more). Its scores are approximate, so when the passage vectors are attached (:meth:`attach_vectors`,
+memory-mapped by the search engine) the top ``pq_rerank`` candidates are re-scored exactly. PQ codebooks need
+``39·2^pq_nbits`` training points (9,984 at 8 bits): a smaller corpus gets an exact flat index instead, recorded in
+``info`` (``built_as: flat``, ``fallback``) and rebuilt as IVF-PQ once an update has enough passages.
 
 Incremental updates (:meth:`DenseIndex.update`) compare the stored (passage_id, content_hash) pairs with a new
-embedding set: flat and IVF remove the changed/dropped passages and add the changed/new ones; HNSW cannot remove
-(FAISS limitation), so any removal rebuilds it; IVF also rebuilds when too much changed (its centroids would no
-longer fit the data).
+embedding set: flat, IVF and IVF-PQ remove the changed/dropped passages and add the changed/new ones (new IVF-PQ
+vectors are encoded with the existing codebooks); HNSW cannot remove (FAISS limitation), so any removal rebuilds it;
+IVF and IVF-PQ also rebuild when too much changed (their centroids would no longer fit the data).
 """
 
 from __future__ import annotations
@@ -43,10 +50,18 @@ FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
 META_FILE = "faiss_index.json"
-FAISS_TYPES = ("flat", "ivf", "hnsw")
+FAISS_TYPES = ("flat", "ivf", "ivfpq", "hnsw")
+IVF_TYPES = ("ivf", "ivfpq")
 ADD_CHUNK = 16384  # vectors added per step (progress for the slow HNSW build)
 IVF_MAX_CHANGED_FRACTION = 0.2  # more changed than this and an IVF index is retrained instead of updated
-EXACT_FILTER_MAX = 20000  # filtered search on ivf/hnsw: exact over the allowed passages up to this many
+EXACT_FILTER_MAX = 20000  # filtered search on ivf/ivfpq/hnsw: exact over the allowed passages up to this many
+# Flat indexes answer batches of at most this many queries with one BLAS matrix-vector product over FAISS's own
+# storage (a zero-copy view) + argpartition: for a single query over 142k passages ~6 ms, against ~15-35 ms for
+# FAISS's per-query heap search; larger batches go to FAISS (its matrix-matrix path).
+FLAT_NUMPY_MAX_QUERIES = 16
+PQ_TRAIN_MAX = 50_000  # IVF-PQ training sample cap (raised to 39 points per coarse list / code where that is more)
+PQ_TRAIN_SEED = 0
+POINTS_PER_CENTROID = 39  # FAISS's minimum k-means training points per centroid
 
 Hit = tuple[str, float]
 
@@ -61,6 +76,9 @@ class IndexSpec:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
+    pq_m: int | None = None  # IVF-PQ sub-quantizers (bytes of code at 8 bits); None: dim/8 (48 for 384-d)
+    pq_nbits: int = 8  # bits per sub-quantizer code
+    pq_rerank: int = 100  # IVF-PQ candidates re-scored exactly when the vectors are attached (0: off)
 
     def __post_init__(self) -> None:
         if self.faiss_type not in FAISS_TYPES:
@@ -70,6 +88,12 @@ class IndexSpec:
                 raise ValueError(f"{name} must be >= 1")
         if self.ivf_nlist is not None and self.ivf_nlist < 1:
             raise ValueError("ivf_nlist must be >= 1 or None")
+        if self.pq_m is not None and self.pq_m < 1:
+            raise ValueError("pq_m must be >= 1 or None")
+        if not 1 <= self.pq_nbits <= 16:
+            raise ValueError(f"pq_nbits must be between 1 and 16, got {self.pq_nbits}")
+        if self.pq_rerank < 0:
+            raise ValueError("pq_rerank must be >= 0")
 
     @classmethod
     def from_settings(cls, index_settings: Any) -> IndexSpec:
@@ -80,9 +104,28 @@ class IndexSpec:
         """The parameters that shape the index (search-time ones excluded)."""
         if self.faiss_type == "ivf":
             return {"faiss_type": "ivf", "ivf_nlist": self.ivf_nlist}
+        if self.faiss_type == "ivfpq":
+            return {"faiss_type": "ivfpq", "ivf_nlist": self.ivf_nlist, "pq_m": self.pq_m, "pq_nbits": self.pq_nbits}
         if self.faiss_type == "hnsw":
             return {"faiss_type": "hnsw", "hnsw_m": self.hnsw_m, "hnsw_ef_construction": self.hnsw_ef_construction}
         return {"faiss_type": "flat"}
+
+    def pq_m_for(self, dim: int) -> int:
+        """IVF-PQ sub-quantizers for ``dim``-d vectors: the setting, which must divide ``dim``, or (None) the largest
+        divisor of ``dim`` up to dim/8 (8 dimensions per sub-quantizer: 48 for 384-d, 96 for 768-d)."""
+        if self.pq_m is None:
+            return max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
+        if dim % self.pq_m:
+            divisors = [m for m in range(1, dim + 1) if dim % m == 0 and m <= 128]
+            raise ValueError(
+                f"index.pq_m={self.pq_m} must divide the embedding dimension {dim}: choose one of {divisors} "
+                "(or leave it unset for dim/8)"
+            )
+        return self.pq_m
+
+    def pq_min_points(self) -> int:
+        """Passages IVF-PQ needs to train its codebooks (39 per code centroid: 9,984 at 8 bits); fewer: flat."""
+        return POINTS_PER_CENTROID * 2**self.pq_nbits
 
     def nlist_for(self, n: int) -> int:
         """IVF lists for ``n`` vectors: the setting (or 4·sqrt(n)), clipped so each list gets ≥ 39 training points
@@ -121,9 +164,40 @@ def _base_index(spec: IndexSpec, dim: int, vectors: np.ndarray) -> tuple[Any, di
         logger.info("FAISS IVF: training %d lists on %d vectors", nlist, vectors.shape[0])
         base.train(np.ascontiguousarray(vectors, dtype=np.float32))
         return base, {"nlist": nlist}
+    if spec.faiss_type == "ivfpq":
+        return _ivfpq_index(spec, dim, vectors)
     base = faiss.IndexHNSWFlat(dim, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     base.hnsw.efConstruction = spec.hnsw_ef_construction
     return base, {}
+
+
+def _ivfpq_index(spec: IndexSpec, dim: int, vectors: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """A trained IVF-PQ index, or an exact flat one when the corpus is too small to train the PQ codebooks."""
+    import faiss
+
+    m = spec.pq_m_for(dim)  # a bad pq_m is a configuration error whatever the corpus size
+    n, need = vectors.shape[0], spec.pq_min_points()
+    if n < need:
+        reason = f"{n} passages < {need} needed to train IVF-PQ codebooks (39·2^pq_nbits): exact flat index"
+        logger.warning("FAISS ivfpq: %s", reason)
+        return faiss.IndexFlatIP(dim), {"built_as": "flat", "fallback": reason}
+    nlist = spec.nlist_for(n)
+    n_train = min(n, max(PQ_TRAIN_MAX, POINTS_PER_CENTROID * nlist, need))
+    rows = np.sort(np.random.default_rng(PQ_TRAIN_SEED).choice(n, size=n_train, replace=False))
+    sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    base = faiss.index_factory(dim, f"IVF{nlist},PQ{m}x{spec.pq_nbits}", faiss.METRIC_INNER_PRODUCT)
+    base.do_polysemous_training = False  # only for polysemous (Hamming-filtered) search, which is not used: slow
+    logger.info(
+        "FAISS IVF-PQ: training %d lists and %d×%d-bit codebooks on %d of %d vectors",
+        nlist,
+        m,
+        spec.pq_nbits,
+        n_train,
+        n,
+    )
+    base.train(sample)
+    info = {"nlist": nlist, "pq_m": m, "pq_nbits": spec.pq_nbits, "train_points": n_train, "train_seed": PQ_TRAIN_SEED}
+    return base, info
 
 
 def _add(index: Any, vectors: np.ndarray, labels: np.ndarray, progress: bool, desc: str) -> None:
@@ -183,7 +257,7 @@ class DenseIndex:
             raise ValueError("cannot index an empty embedding set")
         vectors = np.asarray(embeddings.vectors, dtype=np.float32)
         base, info = _base_index(spec, embeddings.dim, vectors)
-        index = base if spec.faiss_type == "ivf" else faiss.IndexIDMap2(base)
+        index = base if faiss.try_extract_index_ivf(base) is not None else faiss.IndexIDMap2(base)
         labels = np.arange(len(embeddings), dtype=np.int64)
         _add(index, vectors, labels, progress, f"FAISS {spec.faiss_type} add")
         table = pl.DataFrame(
@@ -223,10 +297,12 @@ class DenseIndex:
         removed = old.join(new, on=["passage_id", "content_hash"], how="anti")
         added = new.join(old, on=["passage_id", "content_hash"], how="anti").sort("row")
         n_changed = removed.height + added.height
-        if removed.height and self.spec.faiss_type == "hnsw":
+        if removed.height and self.kind == "hnsw":
             reason = f"HNSW cannot remove vectors ({removed.height} to remove)"
-        elif self.spec.faiss_type == "ivf" and n_changed > IVF_MAX_CHANGED_FRACTION * max(1, new.height):
+        elif self.kind in IVF_TYPES and n_changed > IVF_MAX_CHANGED_FRACTION * max(1, new.height):
             reason = f"{n_changed} of {new.height} passages changed: IVF lists retrained"
+        elif self.spec.faiss_type == "ivfpq" and self.kind == "flat" and new.height >= spec.pq_min_points():
+            reason = f"{new.height} passages are enough to train IVF-PQ (flat fallback replaced)"
         if reason:
             return DenseIndex.build(embeddings, spec, progress=progress), UpdateReport("rebuilt", reason=reason)
 
@@ -241,7 +317,9 @@ class DenseIndex:
         kept = old.join(removed.select("label"), on="label", how="anti")
         fresh = added.select(pl.Series("label", labels, pl.Int64), "passage_id", "content_hash")
         self._set_table(pl.concat([kept, fresh]))
-        self.spec = replace(self.spec, ivf_nprobe=spec.ivf_nprobe, hnsw_ef_search=spec.hnsw_ef_search)
+        self.spec = replace(
+            self.spec, ivf_nprobe=spec.ivf_nprobe, hnsw_ef_search=spec.hnsw_ef_search, pq_rerank=spec.pq_rerank
+        )
         self.embeddings_key = str(embeddings.key)
         self._vectors = self._vector_row_by_label = None
         if self._index.ntotal != len(embeddings):
@@ -263,13 +341,19 @@ class DenseIndex:
         """Object array: label → passage id (``None`` for labels of removed passages)."""
         return self._id_by_label
 
+    @property
+    def kind(self) -> str:
+        """The FAISS structure actually built: the spec's type, or ``flat`` where IVF-PQ fell back to it."""
+        return str(self.info.get("built_as") or self.spec.faiss_type)
+
     def __repr__(self) -> str:
         return f"DenseIndex({self.spec.faiss_type}, n={len(self)}, dim={self.dim})"
 
     # search -----------------------------------------------------------------------------------------------------
 
     def attach_vectors(self, embeddings: EmbeddingSet) -> None:
-        """Keep the passage vectors at hand (e.g. memory-mapped) so filtered searches on IVF/HNSW can be exact."""
+        """Keep the passage vectors at hand (e.g. memory-mapped) so filtered searches on IVF/HNSW can be exact and
+        IVF-PQ candidates are re-scored exactly."""
         rows = dict(zip(embeddings.ids, range(len(embeddings)), strict=True))
         by_label = np.full(self._id_by_label.shape[0], -1, dtype=np.int64)
         for label, pid in zip(self.table["label"].to_list(), self.table["passage_id"].to_list(), strict=True):
@@ -288,11 +372,11 @@ class DenseIndex:
             sel = faiss.IDSelectorBitmap(allowed.shape[0], faiss.swig_ptr(bitmap))
             keep += [bitmap, sel]
             fraction = max(float(allowed.mean()), 1e-6) if allowed.size else 1e-6
-        if self.spec.faiss_type == "ivf":
+        if self.kind in IVF_TYPES:
             nlist = faiss.extract_index_ivf(self._index).nlist
             nprobe = min(nlist, math.ceil(self.spec.ivf_nprobe / fraction))
             params = faiss.SearchParametersIVF(nprobe=nprobe)
-        elif self.spec.faiss_type == "hnsw":
+        elif self.kind == "hnsw":
             ef = min(max(len(self), k), max(self.spec.hnsw_ef_search, k, math.ceil(k / fraction)))
             params = faiss.SearchParametersHNSW(efSearch=ef)
         else:
@@ -308,8 +392,9 @@ class DenseIndex:
         """Top-``k`` ``(scores, labels)`` per query, best first; ``-1`` labels pad missing results.
 
         ``allowed``: a boolean mask over labels (``len(ids_by_label)``); only those passages are returned. On flat
-        indexes this is exact; on IVF/HNSW it is exact when vectors are attached and at most ``EXACT_FILTER_MAX``
-        passages are allowed, else approximate with nprobe/efSearch raised by the filter's selectivity.
+        indexes this is exact; on IVF/IVF-PQ/HNSW it is exact when vectors are attached and at most
+        ``EXACT_FILTER_MAX`` passages are allowed, else approximate with nprobe/efSearch raised by the filter's
+        selectivity. IVF-PQ with attached vectors re-scores its top ``pq_rerank`` candidates exactly.
         """
         queries = np.ascontiguousarray(query_vecs, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
@@ -321,14 +406,60 @@ class DenseIndex:
             return np.zeros((queries.shape[0], 0), np.float32), np.zeros((queries.shape[0], 0), np.int64)
         if (
             allowed is not None
-            and self.spec.faiss_type != "flat"
+            and self.kind != "flat"
             and self._vectors is not None
             and int(allowed.sum()) <= EXACT_FILTER_MAX
         ):
             return self._exact_subset(queries, k, allowed)
-        params, _keep = self._params(k, allowed)
-        scores, labels = self._index.search(queries, k, params=params)
+        if queries.shape[0] <= FLAT_NUMPY_MAX_QUERIES:
+            storage = self._flat_storage()
+            if storage is not None:
+                return _top_k(queries, k, *storage, allowed)
+        rerank = self.kind == "ivfpq" and self._vectors is not None and self.spec.pq_rerank > 0
+        fetch = min(len(self), max(k, self.spec.pq_rerank)) if rerank else k
+        params, _keep = self._params(fetch, allowed)
+        scores, labels = self._index.search(queries, fetch, params=params)
+        if rerank:
+            return self._rerank(queries, scores, labels, k)
         return scores, labels
+
+    def _flat_storage(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(vectors, labels)`` of a flat inner-product index (also IVF-PQ's flat fallback): a zero-copy view of
+        FAISS's storage and the label of each stored row; None for any other index. Taken per call, so an index
+        updated in place is never read through a stale view."""
+        import faiss
+
+        if not isinstance(self._index, faiss.IndexIDMap2):
+            return None
+        inner = faiss.downcast_index(self._index.index)
+        if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+            return None
+        n = int(inner.ntotal)
+        if n == 0:
+            return None
+        vectors = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        return vectors, faiss.vector_to_array(self._index.id_map)
+
+    def _rerank(
+        self, queries: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products for the candidate ``labels`` (PQ scores kept for any without an attached vector)."""
+        assert self._vectors is not None and self._vector_row_by_label is not None
+        valid = labels >= 0
+        rows = np.where(valid, self._vector_row_by_label[np.where(valid, labels, 0)], -1)
+        have = rows >= 0
+        exact = np.where(valid, scores, -np.inf).astype(np.float32)
+        if have.any():
+            flat_rows = rows[have]
+            order = np.argsort(flat_rows, kind="stable")  # sorted reads from a memory-mapped file
+            vecs = np.empty((flat_rows.size, self.dim), np.float32)
+            vecs[order] = np.asarray(self._vectors[flat_rows[order]], dtype=np.float32)
+            q_rows = np.broadcast_to(np.arange(queries.shape[0])[:, None], labels.shape)[have]
+            exact[have] = np.einsum("ij,ij->i", vecs, queries[q_rows])
+        top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        out_s = np.take_along_axis(exact, top, axis=1)
+        out_l = np.where(np.isfinite(out_s), np.take_along_axis(labels, top, axis=1), -1)
+        return out_s, out_l
 
     def _exact_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert self._vectors is not None and self._vector_row_by_label is not None
@@ -393,8 +524,10 @@ class DenseIndex:
         return meta
 
     @classmethod
-    def load(cls, directory: Path, *, nprobe: int | None = None, ef_search: int | None = None) -> DenseIndex:
-        """Load a saved index; ``nprobe`` / ``ef_search`` override the stored search-time parameters."""
+    def load(
+        cls, directory: Path, *, nprobe: int | None = None, ef_search: int | None = None, rerank: int | None = None
+    ) -> DenseIndex:
+        """Load a saved index; ``nprobe`` / ``ef_search`` / ``rerank`` override the stored search-time parameters."""
         import faiss
 
         directory = Path(directory)
@@ -405,7 +538,12 @@ class DenseIndex:
         if index.ntotal != table.height or not np.array_equal(stored, np.sort(table["label"].to_numpy())):
             raise ValueError(f"{directory}: the index and {IDS_FILE} disagree ({index.ntotal} vs {table.height})")
         spec = IndexSpec(**meta["params"])
-        spec = replace(spec, ivf_nprobe=nprobe or spec.ivf_nprobe, hnsw_ef_search=ef_search or spec.hnsw_ef_search)
+        spec = replace(
+            spec,
+            ivf_nprobe=nprobe or spec.ivf_nprobe,
+            hnsw_ef_search=ef_search or spec.hnsw_ef_search,
+            pq_rerank=spec.pq_rerank if rerank is None else rerank,
+        )
         return cls(
             index,
             table,
@@ -467,3 +605,40 @@ def approximate_recall(index: DenseIndex, embeddings: EmbeddingSet, queries: np.
         truth = {ids[i] for i in truth_row}
         recalls.append(len(truth & {pid for pid, _ in hits}) / len(truth))
     return float(np.mean(recalls))
+
+
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context that runs BLAS on one thread. The product is memory-bound (one thread reads as fast as two), and
+    BLAS worker threads spin-waiting beside the query encoder's (torch / onnxruntime) own doubled single-query
+    latency on 2 cores (scripts/bench_search.py --full-corpus: p50 122 ms -> 37 ms with torch)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def _top_k(
+    queries: np.ndarray, k: int, vectors: np.ndarray, labels: np.ndarray, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` inner products of ``queries`` against ``vectors`` (rows labelled ``labels``), best first, in
+    FAISS's result format: ``-1`` labels and the lowest float pad what the ``allowed`` label mask leaves short."""
+    with _one_blas_thread():
+        scores = vectors @ queries.T  # (rows, queries)
+    if allowed is not None:
+        scores[~allowed[labels]] = -np.inf
+    n_rows = scores.shape[0]
+    out_scores = np.full((queries.shape[0], k), np.finfo(np.float32).min, dtype=np.float32)
+    out_labels = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    for qi in range(queries.shape[0]):
+        column = scores[:, qi]
+        top = np.argpartition(-column, k - 1)[:k] if k < n_rows else np.arange(n_rows)
+        top = top[np.lexsort((labels[top], -column[top]))]  # best first; ties by label, as FAISS
+        top = top[np.isfinite(column[top])]
+        out_scores[qi, : top.size] = column[top]
+        out_labels[qi, : top.size] = labels[top]
+    return out_scores, out_labels

@@ -53,15 +53,27 @@ def build_or_reuse_bm25(
     tokenizer: KoreanTokenizer | None = None,
     params: BM25Params | None = None,
     progress: bool = True,
+    expansions: list[str] | None = None,
+    expansion_weight: float = 0.0,
 ) -> Bm25Build:
-    """BM25 over ``corpus`` (``passage_id``, ``text``) at its content-addressed folder, built unless stored."""
+    """BM25 over ``corpus`` (``passage_id``, ``text``) at its content-addressed folder, built unless stored.
+    ``expansions`` (one per passage, :func:`~lexdpr_pipeline.citations.expansion.passage_expansions`): the second
+    field, searched with ``expansion_weight``; None: the plain index, under the key it always had."""
     tokenizer, params = tokenizer or KoreanTokenizer(), params or BM25Params()
-    key = corpus_key(corpus, tokenizer, params)
+    key = corpus_key(corpus, tokenizer, params, expansions=expansions, expansion_weight=expansion_weight)
     path = store.folder(Kind.BM25, key)
     reused = BM25Index.is_saved(path)
     if not reused:
         ids, texts = corpus["passage_id"].to_list(), corpus["text"].to_list()
-        BM25Index.build(ids, texts, tokenizer=tokenizer, params=params, progress=progress).save(path)
+        BM25Index.build(
+            ids,
+            texts,
+            tokenizer=tokenizer,
+            params=params,
+            progress=progress,
+            expansions=expansions,
+            expansion_weight=expansion_weight,
+        ).save(path)
     return Bm25Build(Bm25IndexManifest(path=str(path), passages=corpus.height, content_hash=key), reused)
 
 

@@ -10,9 +10,10 @@ The choice (:func:`choose_backend`):
 - ``onnx`` / ``onnx-int8``: that backend, passed or not (a failed one fails the blocking asset check, so nothing
   downstream embeds with it);
 - ``auto``: the first of :data:`~lexdpr_pipeline.models.encoders.ONNX_BACKENDS` (int8, then fp32) that passed,
-  else torch. The order is fixed rather than re-measured on every run: the throughput of two close backends on a
-  small sample is noisy, and a flip between runs would re-embed the whole corpus. The measured passages/s of every
-  backend are recorded beside the choice.
+  else torch; on a machine where torch sees a CUDA GPU, torch without exporting (the exports run on
+  onnxruntime's CPU provider, and a GPU encodes faster in torch). The order is fixed rather than re-measured on
+  every run: the throughput of two close backends on a small sample is noisy, and a flip between runs would
+  re-embed the whole corpus. The measured passages/s of every backend are recorded beside the choice.
 """
 
 from __future__ import annotations
@@ -112,12 +113,19 @@ def _timed_vectors(encoder: Any, sample: GateSample, batch_size: int) -> tuple[V
     return vectors, rate(len(sample.passages), middle - started), rate(len(sample.queries), ended - middle)
 
 
-def backends_to_try(requested: str) -> tuple[str, ...]:
-    """The exports ``embed.backend`` needs: none for torch, one when forced, all for auto."""
+def gpu_available() -> bool:
+    """Whether torch sees a CUDA device (``auto`` then keeps torch)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def backends_to_try(requested: str, *, gpu: bool = False) -> tuple[str, ...]:
+    """The exports ``embed.backend`` needs: none for torch (or auto on a GPU machine), one when forced, all for auto."""
     if requested == TORCH:
         return ()
     if requested == "auto":
-        return ONNX_BACKENDS
+        return () if gpu else ONNX_BACKENDS
     if requested not in ONNX_BACKENDS:
         raise ValueError(f"unknown embed.backend {requested!r}")
     return (requested,)
@@ -142,12 +150,14 @@ def export_and_gate(
     max_ndcg_drop: float = 0.01,
     batch_size: int = 64,
     exporter: Callable[..., Path] | None = None,
+    gpu: bool | None = None,
 ) -> EncoderExportManifest:
     """Export, gate and choose (module doc). ``exporter``: ``export_to_store`` by default (tests pass a broken
-    one). An export that raises is recorded as failed with its error; it never stops the others."""
+    one). An export that raises is recorded as failed with its error; it never stops the others. ``gpu``: whether
+    a CUDA device is there (None: ask torch)."""
     exporter = exporter or export_to_store
     results: dict[str, BackendResult] = {TORCH: BackendResult(TORCH, passed=True)}
-    wanted = backends_to_try(requested)
+    wanted = backends_to_try(requested, gpu=gpu_available() if gpu is None else gpu)
     if wanted:
         reference = load_encoder(model_path, TORCH, threads=threads)
         ref_vectors, p_rate, q_rate = _timed_vectors(reference, sample, batch_size)

@@ -9,20 +9,28 @@ is relevant to that anchor (and it is not the anchor's own positive column).
 
 The mask is applied inside the similarity function, so the same code serves sentence-transformers'
 MultipleNegativesRankingLoss and its cached (GradCache) variant, whose score matrix is computed in row chunks.
+
+:class:`DistillToBase` adds a term that keeps the student's embeddings of the batch's texts (queries, positives and
+negatives alike) near those of the frozen base model (issue 14 §4, forgetting): the ranking loss only says how the
+training query types should be ranked; the term anchors everything else where the base had it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
+from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
     MultipleNegativesRankingLoss,
 )
 from sentence_transformers.util import cos_sim
-from torch import Tensor
+from torch import Tensor, nn
 
 RELEVANT_CAP = 8  # relevant passage keys carried per row (a query with more positives is rare: 3.5 on average)
 PAD = -1
@@ -92,16 +100,39 @@ class MaskedMNRL(MultipleNegativesRankingLoss):
         self.masked_similarity = _MaskedSimilarity()
         super().__init__(model, scale=scale, similarity_fct=self.masked_similarity)
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        # (MultipleNegativesRankingLoss.forward embeds and calls this; DistillToBase calls it with its embeddings.)
         self.masked_similarity.start(labels, _doc_columns(labels) if labels is not None else 0)
-        return super().forward(sentence_features, labels)
+        return super().compute_loss_from_embeddings(embeddings, labels)
 
     @property
     def masked_total(self) -> int:
         return self.masked_similarity.masked_total
 
 
-class MaskedCachedMNRL(CachedMultipleNegativesRankingLoss):
+class _CachedDistillHook:
+    """For the cached losses: while :class:`DistillToBase` has set ``_distill`` (base embeddings, weight, metric),
+    :meth:`calculate_loss` also back-propagates ``weight · distill`` into the cached embedding gradients (so the
+    GradCache replay carries both terms) and keeps the term's value in ``_distill_value``."""
+
+    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False):
+        loss = super().calculate_loss(reps, labels, with_backward=with_backward)  # type: ignore[misc]
+        spec = self.__dict__.get("_distill")
+        if spec is not None:
+            targets, weight, metric = spec
+            term = weight * distill_term([torch.cat(r) for r in reps], targets, metric)
+            if with_backward:
+                term.backward()
+                term = term.detach()
+            self.__dict__["_distill_value"] = term
+        return loss
+
+
+class CachedMNRL(_CachedDistillHook, CachedMultipleNegativesRankingLoss):
+    """sentence-transformers' cached MNRL, able to carry a distillation term (:class:`DistillToBase`)."""
+
+
+class MaskedCachedMNRL(_CachedDistillHook, CachedMultipleNegativesRankingLoss):
     """The cached (GradCache) variant with the same masking: large effective batches on small memory."""
 
     def __init__(self, model, scale: float = 20.0, mini_batch_size: int = 16) -> None:
@@ -118,15 +149,142 @@ class MaskedCachedMNRL(CachedMultipleNegativesRankingLoss):
         return self.masked_similarity.masked_total
 
 
-def build_loss(model, *, kind: str, temperature: float, mask_duplicates: bool, mini_batch_size: int):
-    """``kind`` mnrl | cached_mnrl; ``scale = 1 / temperature``."""
+def distill_term(student: Sequence[Tensor], base: Sequence[Tensor], metric: str = "cosine") -> Tensor:
+    """Mean distance of the student's embeddings to the base's embeddings of the same texts (per column, any row
+    order as long as both sides match): ``cosine`` = mean (1 − cos), ``mse`` = mean squared error. In float32."""
+    s = torch.cat([t.float() for t in student])
+    b = torch.cat([t.float() for t in base]).to(s.device)
+    if s.shape != b.shape:
+        raise ValueError(f"student embeddings {tuple(s.shape)} and base embeddings {tuple(b.shape)} differ")
+    if metric == "cosine":
+        return (1.0 - F.cosine_similarity(s, b, dim=-1)).mean()
+    if metric == "mse":
+        return F.mse_loss(s, b)
+    raise ValueError(f"unknown distill metric {metric!r}: use cosine or mse")
+
+
+def _batch_rows(features: dict[str, Any]) -> int:
+    for key in ("input_ids", "attention_mask"):
+        value = features.get(key)
+        if isinstance(value, Tensor) and value.dim() >= 1:
+            return value.size(0)
+    raise ValueError("cannot tell the batch size of these features (no input_ids / attention_mask)")
+
+
+def _rows(features: dict[str, Any], begin: int, end: int, n: int) -> dict[str, Any]:
+    """A shallow copy with rows ``begin:end`` of every per-row tensor (the model fills the copy, not the caller's)."""
+    return {
+        k: v[begin:end] if isinstance(v, Tensor) and v.dim() >= 1 and v.size(0) == n else v for k, v in features.items()
+    }
+
+
+def frozen_base(base: Any, device: str | None = None) -> nn.Module:
+    """The base model for distillation: loaded once (from a folder / hub id, or a given model), frozen, eval mode."""
+    if isinstance(base, str | Path):
+        from sentence_transformers import SentenceTransformer
+
+        base = SentenceTransformer(str(base), device=device)
+    base.eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base
+
+
+class DistillToBase(nn.Module):
+    """``ranking + weight · distill``: the ranking loss, plus the distance of the student's embeddings of every text
+    column of the batch to the frozen base model's embeddings of the same (already tokenized) texts.
+
+    Returns ``{"ranking": …, "distill": …}``: the trainer sums the parts and logs each per logging step. With
+    ``mnrl`` the student embeds once and both terms use those embeddings; with ``cached_mnrl`` the term joins the
+    cached gradients (:class:`_CachedDistillHook`). The base is kept outside the module tree (no optimizer state, not
+    swapped by the trainer, not saved) and moved to the batch's device on first use; it embeds in chunks of
+    ``chunk_size`` rows (the cached loss's mini-batch size) without gradients.
+    """
+
+    def __init__(
+        self, ranking: nn.Module, base: nn.Module, weight: float, metric: str = "cosine", chunk_size: int | None = None
+    ) -> None:
+        super().__init__()
+        if weight <= 0:
+            raise ValueError("distill weight must be positive (0 means: no DistillToBase)")
+        if metric not in ("cosine", "mse"):
+            raise ValueError(f"unknown distill metric {metric!r}: use cosine or mse")
+        if not isinstance(ranking, _CachedDistillHook) and not hasattr(ranking, "compute_loss_from_embeddings"):
+            raise TypeError(f"{type(ranking).__name__} cannot carry a distillation term")
+        self.ranking = ranking
+        self.model = ranking.model
+        self.__dict__["base"] = base
+        self.weight = float(weight)
+        self.metric = metric
+        self.chunk_size = chunk_size
+
+    @property
+    def masked_total(self) -> int | None:
+        return getattr(self.ranking, "masked_total", None)
+
+    @torch.no_grad()
+    def base_embeddings(self, features: Sequence[dict[str, Any]]) -> list[Tensor]:
+        """The frozen base's embeddings of each column (its own copies of the features)."""
+        base: nn.Module = self.__dict__["base"]
+        device = next(v.device for v in features[0].values() if isinstance(v, Tensor))
+        if next(base.parameters()).device != device:
+            base.to(device)
+        out = []
+        for column in features:
+            n = _batch_rows(column)
+            step = self.chunk_size or n
+            parts = [base(_rows(column, i, min(i + step, n), n))["sentence_embedding"] for i in range(0, n, step)]
+            out.append(torch.cat(parts).float())
+        return out
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> dict[str, Tensor]:
+        features = list(sentence_features)
+        targets = self.base_embeddings(features)
+        if isinstance(self.ranking, _CachedDistillHook):
+            self.ranking.__dict__["_distill"] = (targets, self.weight, self.metric)
+            try:
+                ranking = self.ranking(features, labels)
+                distill = self.ranking.__dict__.pop("_distill_value")
+            finally:
+                self.ranking.__dict__["_distill"] = None
+        else:
+            embeddings = embed_columns(self.model, features)
+            ranking = self.ranking.compute_loss_from_embeddings(embeddings, labels)
+            distill = self.weight * distill_term(embeddings, targets, self.metric)
+        return {"ranking": ranking, "distill": distill.to(ranking.dtype)}
+
+
+def build_loss(
+    model,
+    *,
+    kind: str,
+    temperature: float,
+    mask_duplicates: bool,
+    mini_batch_size: int,
+    distill_weight: float = 0.0,
+    distill_base: Any = None,
+    distill_metric: str = "cosine",
+    device: str | None = None,
+):
+    """``kind`` mnrl | cached_mnrl; ``scale = 1 / temperature``. With ``distill_weight > 0`` the ranking loss is
+    wrapped in :class:`DistillToBase` against ``distill_base`` (a model, or a folder / hub id loaded here once)."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
+    if distill_weight < 0:
+        raise ValueError("distill_weight must be ≥ 0")
     scale = 1.0 / temperature
     if kind == "mnrl":
-        return MaskedMNRL(model, scale=scale) if mask_duplicates else MultipleNegativesRankingLoss(model, scale=scale)
-    if kind == "cached_mnrl":
-        if mask_duplicates:
-            return MaskedCachedMNRL(model, scale=scale, mini_batch_size=mini_batch_size)
-        return CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=mini_batch_size)
-    raise ValueError(f"unknown loss {kind!r}: use mnrl or cached_mnrl")
+        ranking = (
+            MaskedMNRL(model, scale=scale) if mask_duplicates else MultipleNegativesRankingLoss(model, scale=scale)
+        )
+    elif kind == "cached_mnrl":
+        cls = MaskedCachedMNRL if mask_duplicates else CachedMNRL
+        ranking = cls(model, scale=scale, mini_batch_size=mini_batch_size)
+    else:
+        raise ValueError(f"unknown loss {kind!r}: use mnrl or cached_mnrl")
+    if distill_weight == 0:
+        return ranking
+    if distill_base is None:
+        raise ValueError("distill_weight > 0 needs the base model (distill_base)")
+    chunk = mini_batch_size if kind == "cached_mnrl" else None
+    return DistillToBase(ranking, frozen_base(distill_base, device), distill_weight, distill_metric, chunk_size=chunk)

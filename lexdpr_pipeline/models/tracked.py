@@ -48,6 +48,9 @@ from lexdpr_pipeline.tracking import (
 
 #: Settings that change how a run goes, not what it produces: they stay out of the model's content key.
 NOT_IN_KEY = frozenset({"resume", "device", "logging_steps", "save_total_limit"})
+#: Settings added after models were trained, at the value that trains what those models are: left out of the key at
+#: that value, so older models keep their keys (and are reused); any other value is part of the key.
+KEY_NEUTRAL = {"interpolate": 1.0, "distill_weight": 0.0, "type_weights": None}
 VALIDATION_KS = (1, 5, 10, 100)
 #: Maps an error raised inside the run to the MLflow status the run ends with and tags to set first.
 ErrorHook = Callable[[BaseException], tuple[str, Mapping[str, str]]]
@@ -72,6 +75,9 @@ def effective_train_settings(cfg: TrainSettings, test_run: bool) -> TrainSetting
 def model_key(base_hash: str, pairs_version: str, corpus_version: str, cfg: TrainSettings) -> str:
     """Content key of a trained model: what it was trained from and how."""
     args = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in NOT_IN_KEY}
+    args = {k: v for k, v in args.items() if k not in KEY_NEUTRAL or v != KEY_NEUTRAL[k]}
+    if cfg.distill_weight == 0:
+        args.pop("distill_metric", None)  # no distillation: its distance changes nothing
     payload = json.dumps([base_hash, pairs_version, corpus_version, args], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -170,7 +176,7 @@ def train_tracked(
             metrics=meta.get("final_validation", {}),
             train_metrics=meta.get("train_metrics", {}),
             duplicates=meta.get("duplicates", {}),
-            tracking_uri=target.uri,
+            tracking_uri=target.display_uri,
             rows=meta.get("rows", {}),
         )
 
@@ -210,6 +216,7 @@ def train_tracked(
                     "corpus_version": corpus_version,
                     "train_rows": row_stats.rows,
                     "train_queries": row_stats.queries,
+                    "train_mix": row_stats.mix(),  # rows per query type before/after train.type_weights
                 }
             )
             result = train_biencoder(
@@ -241,7 +248,7 @@ def train_tracked(
                 metrics=dict(result.metrics),
                 train_metrics=dict(result.train_metrics),
                 duplicates=duplicates,
-                tracking_uri=target.uri,
+                tracking_uri=target.display_uri,
                 rows=row_stats.as_dict(),
                 global_step=result.global_step,
                 resumed_from=result.resumed_from,

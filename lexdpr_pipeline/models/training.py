@@ -8,6 +8,9 @@ The pieces, in the order :func:`train_biencoder` uses them:
   negatives plain batching would have.
 - :func:`train_biencoder`: the trainer run — warmup, scheduler, clipping, gradient checkpointing, bf16/fp16 on a GPU,
   validation nDCG@10 with early stopping, checkpoints and resume, then the model saved with ``lexdpr_training.json``.
+  Against forgetting: an optional distillation term to the frozen base (``train.distill_weight``, see losses.py) and
+  WiSE-FT interpolation with the base (``train.interpolate``, see interpolate.py), applied to what is validated and
+  saved.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,8 @@ import polars as pl
 
 from lexdpr_pipeline.artifacts import staged_folder
 from lexdpr_pipeline.models.biencoder import ADAPTER_FILE, BiEncoder, Template
-from lexdpr_pipeline.models.losses import build_loss, row_keys
+from lexdpr_pipeline.models.interpolate import base_state_dict, interpolate_, interpolated
+from lexdpr_pipeline.models.losses import DistillToBase, build_loss, row_keys
 from lexdpr_pipeline.settings import TrainSettings
 from lexdpr_pipeline.storage import atomic_write_text
 
@@ -50,19 +55,76 @@ def template_for(cfg: TrainSettings) -> Template:
 
 @dataclass
 class RowStats:
-    queries: int = 0
+    queries: int = 0  # queries considered (after train.query_types and an unweighted max_train_queries sample)
     rows: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, int] = field(default_factory=dict)  # rows per query type, as trained
     skipped: Counter[str] = field(default_factory=Counter)
+    type_weights: dict[str, float] | None = None  # effective weights of the types present (None: not weighted)
+    rows_before: dict[str, int] = field(default_factory=dict)  # rows per type before the weighted sampling
+
+    def mix(self) -> dict[str, Any]:
+        """The effective query-type mix: weights, rows per type before and after sampling, shares after."""
+        return {
+            "type_weights": self.type_weights,
+            "rows_before": self.rows_before,
+            "rows_after": self.by_type,
+            "share_after": {t: round(n / self.rows, 4) for t, n in self.by_type.items()} if self.rows else {},
+        }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "rows": self.rows, "by_type": self.by_type, "skipped": dict(self.skipped)}
+        return {
+            "queries": self.queries,
+            "rows": self.rows,
+            "by_type": self.by_type,
+            "skipped": dict(self.skipped),
+            "mix": self.mix(),
+        }
 
 
 def _sample(frame: pl.DataFrame, n: int | None, seed: int) -> pl.DataFrame:
     if n is None or frame.height <= n:
         return frame
     return frame.sort(pl.col("query_id").hash(seed=seed)).head(n).sort("query_id")
+
+
+def effective_type_weights(weights: dict[str, float] | None, types: Sequence[str]) -> dict[str, float] | None:
+    """``train.type_weights`` for the query types present (unnamed ones weigh 1.0); None when there is nothing to
+    weight (no setting, or every present type weighs the same — then rows are exactly the unweighted ones)."""
+    if weights is None:
+        return None
+    present = {t: float(weights.get(t, 1.0)) for t in sorted(set(types))}
+    if len(set(present.values())) <= 1 and all(w > 0 for w in present.values()):
+        return None
+    if present and max(present.values()) == 0:
+        raise ValueError(f"train.type_weights {weights} drops every query type present ({sorted(present)})")
+    return present
+
+
+def weighted_query_sample(
+    ids_by_type: dict[str, list[str]], weights: dict[str, float], budget: int | None, seed: int
+) -> set[str]:
+    """Query ids kept per type: each query of type t is kept with probability ∝ its type's weight.
+
+    Type t keeps ``n_t · w_t / max(w)`` queries; when that is more than ``budget`` (``train.max_train_queries``) all
+    counts shrink in proportion. Counts are rounded by largest remainder (ties: type name); within a type the
+    queries come in a seeded hash order, so the sample is deterministic and a smaller one is part of a larger one.
+    """
+    top = max(weights.values())
+    target = {t: len(ids) * weights.get(t, 1.0) / top for t, ids in ids_by_type.items()}
+    total = sum(target.values())
+    if budget is not None and total > budget:
+        target = {t: v * budget / total for t, v in target.items()}
+        total = float(budget)
+    counts = {t: math.floor(v) for t, v in target.items()}
+    left = round(total) - sum(counts.values())
+    for t in sorted(target, key=lambda t: (-(target[t] - counts[t]), t))[: max(left, 0)]:
+        counts[t] += 1
+    keep: set[str] = set()
+    for t, ids in ids_by_type.items():
+        if counts[t] and ids:
+            order = pl.Series("query_id", ids).to_frame().sort(pl.col("query_id").hash(seed=seed))
+            keep.update(order["query_id"].head(counts[t]).to_list())
+    return keep
 
 
 def training_rows(
@@ -74,12 +136,17 @@ def training_rows(
     (a cited decision's holdings say what it is about; its 300th body chunk rarely does). Hard negatives come from
     ``negative_ids`` (mined by the pairs stage, positives and the query's own decision already excluded); a query
     with fewer than ``hard_negatives`` of them is skipped and counted, never padded with a guess.
+
+    ``train.type_weights`` samples the usable queries by type (:func:`weighted_query_sample`, ``max_train_queries``
+    as the budget); without it ``max_train_queries`` is a uniform sample. ``RowStats.mix()`` has the effect.
     """
     stats = RowStats()
     frame = splits.filter(pl.col("split") == split)
     if cfg.query_types:
         frame = frame.filter(pl.col("query_type").is_in(cfg.query_types))
-    frame = _sample(frame, cfg.max_train_queries, cfg.seed)
+    weights = effective_type_weights(cfg.type_weights, frame["query_type"].unique().to_list())
+    if weights is None:
+        frame = _sample(frame, cfg.max_train_queries, cfg.seed)
     text = dict(corpus.select("passage_id", "text").iter_rows())
     order = {
         pid: (SECTION_ORDER.get(section, 9), chunk)
@@ -90,7 +157,7 @@ def training_rows(
     for k in range(1, n_neg + 1):
         rows[f"negative_{k}"] = []
     rows["label"] = []
-    by_type: Counter[str] = Counter()
+    usable: dict[str, list[str]] = {}
     for qid, qtype, qtext, positives, negatives in frame.select(
         "query_id", "query_type", "query_text", "positive_ids", "negative_ids"
     ).iter_rows():
@@ -103,6 +170,7 @@ def training_rows(
         if len(negs) < n_neg:
             stats.skipped[f"fewer than {n_neg} hard negatives"] += 1
             continue
+        usable.setdefault(qtype, []).append(qid)
         for pos in known[: cfg.positives_per_query]:
             rows["query_id"].append(qid)
             rows["query_type"].append(qtype)
@@ -112,11 +180,21 @@ def training_rows(
             for k, neg in enumerate(negs, start=1):
                 rows[f"negative_{k}"].append(text[neg])
             rows["label"].append(row_keys(qid, pos, negs, positives))
-            by_type[qtype] += 1
     out = pl.DataFrame(rows, schema_overrides={"label": pl.List(pl.Int64)})
+    stats.rows_before = _rows_by_type(out)
+    if weights is not None:
+        keep = weighted_query_sample(usable, weights, cfg.max_train_queries, cfg.seed)
+        out = out.filter(pl.col("query_id").is_in(sorted(keep)))
+        stats.type_weights = weights
     stats.rows = out.height
-    stats.by_type = dict(sorted(by_type.items()))
+    stats.by_type = _rows_by_type(out)
+    if weights is not None:
+        _log.info("training mix, rows per type (type_weights %s): %s → %s", weights, stats.rows_before, stats.by_type)
     return out, stats
+
+
+def _rows_by_type(rows: pl.DataFrame) -> dict[str, int]:
+    return {t: int(n) for t, n in sorted(rows.group_by("query_type").len().iter_rows())} if rows.height else {}
 
 
 def trainer_columns(rows: pl.DataFrame) -> list[str]:
@@ -312,11 +390,23 @@ def train_biencoder(
         temperature=cfg.temperature,
         mask_duplicates=cfg.duplicates == "mask",
         mini_batch_size=cfg.mini_batch_size,
+        distill_weight=cfg.distill_weight,
+        distill_base=base,
+        distill_metric=cfg.distill_metric,
+        device=cfg.device,
     )
+    # WiSE-FT (train.interpolate < 1): what is validated and saved is base + interpolate·(fine-tuned − base). LoRA
+    # scales its adapter instead and needs no copy of the base weights; full fine-tuning needs them once.
+    base_state = None
+    if cfg.interpolate < 1 and not cfg.lora:
+        base_state = loss.__dict__["base"].state_dict() if isinstance(loss, DistillToBase) else base_state_dict(base)
+    score = validate
+    if validate is not None and cfg.interpolate < 1:
+        score = partial(_validate_mixed, validate, base_state, cfg.interpolate)
     steps_per_epoch = math.ceil(rows.height / (cfg.batch_size * cfg.gradient_accumulation_steps))
     max_steps = cfg.test_run_steps if cfg.test_run else (cfg.max_steps or -1)
     total = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    evaluator = ValidationEvaluator(validate, template).evaluator if validate else None
+    evaluator = ValidationEvaluator(score, template).evaluator if score else None
     eval_steps = cfg.eval_steps or (total if max_steps > 0 else steps_per_epoch)
     eval_steps = max(1, min(eval_steps, total))
     bf16, fp16 = _precision(cfg)
@@ -362,6 +452,7 @@ def train_biencoder(
         _log.info("resuming from %s", resume)
     output = trainer.train(resume_from_checkpoint=resume)
     model.max_seq_length = serving_length
+    interpolation = interpolate_(model, base_state, cfg.interpolate)  # the best checkpoint, mixed with the base
     final = validate(BiEncoder(model, template)) if validate else {}
     model_dir = save_trained(
         model,
@@ -373,6 +464,8 @@ def train_biencoder(
         info={
             **(metadata or {}),
             "training_args": cfg.model_dump(mode="json"),
+            "interpolate": cfg.interpolate,
+            "interpolation": interpolation,
             "final_validation": final,
             "train_metrics": dict(output.metrics),
             "rows": row_stats.as_dict(),
@@ -393,6 +486,14 @@ def train_biencoder(
         global_step=trainer.state.global_step,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def _validate_mixed(
+    validate: Callable[[BiEncoder], dict[str, float]], base_state: Any, alpha: float, encoder: BiEncoder
+) -> dict[str, float]:
+    """Score the model as it will be saved: interpolated with its base for the call, restored afterwards."""
+    with interpolated(encoder.model, base_state, alpha):
+        return validate(encoder)
 
 
 # ---------------------------------------------------------------------------------------------- saving / loading

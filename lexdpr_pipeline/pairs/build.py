@@ -57,6 +57,12 @@ def cap_queries(pairs: pl.DataFrame, max_queries: int | None) -> pl.DataFrame:
     return pairs.sort(pl.col("query_id").hash(seed=CAP_SEED)).head(max_queries).sort("query_id")
 
 
+def negative_rules(p: PairsSettings, citations: pl.DataFrame) -> dict[str, Any]:
+    """The false-negative rules' arguments of both miners (``pairs.negative_citation_filter``,
+    ``pairs.negative_max_overlap``)."""
+    return {"citations": citations if p.negative_citation_filter else None, "max_overlap": p.negative_max_overlap}
+
+
 def base_model_dir(base_model: BaseModelManifest) -> Path | None:
     """The base model's local folder (None for a hub id): where its tokenizer and length limit are read."""
     return Path(base_model.path) if base_model.path else None
@@ -64,7 +70,8 @@ def base_model_dir(base_model: BaseModelManifest) -> Path | None:
 
 @dataclass
 class TrainingPairs:
-    pairs: pl.DataFrame  # one row per query: PAIR_SCHEMA + negative_ids, negative_doc_ids, query_n_tokens
+    pairs: pl.DataFrame  # one row per query: PAIR_SCHEMA + negative_ids, negative_doc_ids, negatives_removed,
+    # query_n_tokens
     query_stats: QueryStats
     negative_stats: NegativeStats
 
@@ -84,10 +91,12 @@ def build_training_pairs(
 ) -> TrainingPairs:
     """Queries with citation-linked positives, capped at ``pairs.max_queries``, with ``pairs.negatives_per_query``
     hard negatives from ``pairs.negative_miner`` (``bm25``: ``bm25_index``; ``dense``: ``base_model``) and
-    ``query_n_tokens`` counted with ``text.tokenizer``. Queries short of negatives are kept and reported."""
+    ``query_n_tokens`` counted with ``text.tokenizer``. Queries short of negatives are kept and reported; the
+    false-negative rules (:func:`negative_rules`) count what they removed."""
     log = log or _log
     frame, qstats = build_queries(raw_statutes, raw_admin_rules, raw_precedents, citations, corpus, query_config(pairs))
     frame = cap_queries(frame, pairs.max_queries)
+    rules = negative_rules(pairs, citations)
     if pairs.negative_miner == "dense":
         frame, nstats = mine_dense_negatives(
             frame,
@@ -96,6 +105,7 @@ def build_training_pairs(
             per_query=pairs.negatives_per_query,
             range_max=pairs.dense_range_max,
             relative_margin=pairs.dense_relative_margin,
+            **rules,
         )
     else:
         frame, nstats = mine_bm25_negatives(
@@ -104,10 +114,12 @@ def build_training_pairs(
             BM25Index.load(bm25_index.path),
             per_query=pairs.negatives_per_query,
             candidates=pairs.bm25_candidates,
+            **rules,
         )
     counter = token_counter(text.tokenizer, base_model_dir(base_model))
     spans = counter.spans_many(frame["query_text"].to_list())
     frame = frame.with_columns(pl.Series("query_n_tokens", [len(s) for s in spans], pl.Int32))
+    log.info(f"hard-negative candidates removed by rule: {nstats.removed_by_rule()}")
     if nstats.short_rows:
         log.warning(f"{nstats.short_rows} queries have fewer than {pairs.negatives_per_query} hard negatives")
     return TrainingPairs(frame, qstats, nstats)

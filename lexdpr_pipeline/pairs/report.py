@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from lexdpr_pipeline.citations.table import citation_stats
+from lexdpr_pipeline.pairs.negatives import REMOVED_COLUMN, RULES
 from lexdpr_pipeline.settings import PairsSettings, TrainSettings
 from lexdpr_pipeline.storage import atomic_write_bytes, atomic_write_text
 
@@ -206,6 +207,8 @@ def build_pairs_report(
     ax.legend(fontsize=7)
     images["splits"] = _save(fig, out_dir / "splits.png")
 
+    removed_headers, removed_rows, removed_totals = _removed_table(frame, [r[0] for r in type_rows])
+
     cit_rows = []
     for kind, st in citation_stats.items():
         resolved, tot = st.get("resolved", 0), st.get("total", 0)
@@ -253,6 +256,7 @@ def build_pairs_report(
         "",
         "![positives and negatives per query](per_query_counts.png)",
         "",
+        *_removed_section(removed_headers, removed_rows),
         "## Citation resolution",
         _md_table(["citations", "total", "resolved", "rate", "unresolved by reason"], cit_rows),
         "",
@@ -265,10 +269,40 @@ def build_pairs_report(
         "split_sizes": {r[0]: r[1] for r in split_rows},
         "short_negative_rows": int((frame["n_neg"] < negatives_per_query).sum()),
     }
+    if removed_totals is not None:
+        summary["negatives_removed_by_rule"] = removed_totals
     for (suffix, _, _), queries, passages in zip(limits, over_q, over_p, strict=True):
         summary[f"queries_over_{suffix}"] = queries
         summary[f"passages_over_{suffix}"] = passages
     return PairsReport(markdown=markdown, markdown_path=path, images=images, summary=summary)
+
+
+def _removed_table(frame: pl.DataFrame, types: list[str]) -> tuple[list[str], list[list[Any]], dict[str, int] | None]:
+    """Mined candidates each false-negative rule removed (``negatives_removed``), per query type and in all: the
+    table's headers and rows, and the totals by rule (None for a table mined before the column existed)."""
+    if REMOVED_COLUMN not in frame.columns:
+        return [], [], None
+    sums = frame.group_by("query_type").agg(
+        *(pl.col(REMOVED_COLUMN).struct.field(rule).sum().alias(rule) for rule in RULES)
+    )
+    per_type = {row["query_type"]: row for row in sums.iter_rows(named=True)}
+    totals = {rule: int(sum(int(r[rule] or 0) for r in per_type.values())) for rule in RULES}
+    rows = [[rule, *(int(per_type[t][rule] or 0) for t in types if t in per_type), totals[rule]] for rule in RULES]
+    return ["rule", *(t for t in types if t in per_type), "all"], rows, totals
+
+
+def _removed_section(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    if not headers:
+        return []
+    return [
+        "## Hard negatives removed (false-negative rules)",
+        "Mined candidates passed over, by the first rule that rejected them (`pairs.negative_citation_filter`, "
+        "`pairs.negative_max_overlap`, `pairs.dense_relative_margin`): a cited or co-citing document, a near "
+        "duplicate, or another passage of a positive's or the query's own document is likely a false negative.",
+        "",
+        _md_table(headers, rows),
+        "",
+    ]
 
 
 def _limit_lines(ax: Any, limits: list[tuple[str, str, int]]) -> None:

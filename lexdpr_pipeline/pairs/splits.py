@@ -4,9 +4,9 @@
 test 9 by default. The group is the document the query was derived from (a precedent's ``prec:`` id for every
 precedent-derived query, the article for statute queries), so all queries from one decision share a split.
 
-``temporal``: valid/test are the most recent decisions by 선고일자 (cut-off dates in config), because users
-deploy on next year's cases and a random split flatters a model. Queries without a date (statute/admin-rule
-heading queries) go to train.
+``temporal``: valid/test are the most recent decisions by 선고일자 (cut-off dates in config; a group of companion
+decisions goes by its newest date), because users deploy on next year's cases and a random split flatters a model.
+Queries without a date (statute/admin-rule heading queries) go to train.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def assign_splits(pairs: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
             .otherwise(pl.lit("train"))
         )
     else:
-        date = pl.col("group_date")
+        # One date per group: companion decisions (one group) can carry different dates; the group takes its newest,
+        # so no training query comes from a decision dated on/after valid_from and no group spans two splits.
+        date = pl.col("group_date").max().over("group_id")
         split = (
             pl.when(date.is_not_null() & (date >= config.test_from))
             .then(pl.lit("test"))

@@ -4,8 +4,8 @@ Input lines: ``{"qid": "q1", "text": "…"}`` (``qid`` a string or an integer, `
 that is not such an object (bad JSON, missing or wrongly typed field, blank text, repeated qid) is skipped, counted
 by reason and reported with its line number; blank lines are ignored. Output lines, in input order:
 ``{"qid": …, "results": [{"rank", "doc_id", "passage_id", "score", "dense_score", "bm25_score", "source",
-"title"}, …]}`` best first. Queries go to the engine in batches through ``search_many``; when a batch fails, its
-queries are retried one by one so that one bad query costs only itself (reported as ``search error``).
+"title", "matched_reference"}, …]}`` best first. Queries go to the engine in batches through ``search_many``; when a
+batch fails, its queries are retried one by one so that one bad query costs only itself (reported as ``search error``).
 The output is written to a temp file next to it and renamed at the end: never half a file.
 """
 
@@ -26,7 +26,10 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-RESULT_FIELDS = ("rank", "doc_id", "passage_id", "score", "dense_score", "bm25_score", "source", "title")
+RESULT_FIELDS = (
+    *("rank", "doc_id", "passage_id", "score", "dense_score", "bm25_score", "source", "title"),
+    "matched_reference",  # the query's citation that linked the document ("민법 제750조"), else null
+)
 MAX_REPORTED_LINES = 20
 
 

@@ -12,6 +12,12 @@ How a query is answered (:meth:`SearchEngine.search_many`):
    and the component scores (``dense_score``, ``bm25_score``; ``None`` where that retriever did not return it).
 4. When fewer than ``top_k`` documents come out and a retriever could return more, the fetch widens (×4) and the
    query is answered again.
+5. Statutes and decisions the query cites ("민법 제750조", "2008다12345") are fused in
+   (:mod:`~lexdpr_pipeline.search.linking`, ``settings.citation_linking``): ``boost`` puts them first (with
+   ``link_weight >= 1``), ``list`` fuses them as a list of their own by RRF; a cited document no retriever returned
+   is added with its first passage, and each hit says which citation linked it (``matched_reference``). ``auto``
+   uses the mode, weight and law-name setting model_evaluation chose on valid for the served model and search mode
+   (``FusionParams.linking``), else ``boost``.
 
 ``threshold`` applies to the final score, whose meaning depends on the mode: the cosine similarity for ``dense``,
 the BM25 score for ``bm25``, the fused score for ``hybrid`` (RRF: at most ``2 / (rrf_k + 1)``; weighted: [0, 1]).
@@ -32,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from lexdpr_pipeline.artifacts.manifests import IndexPointer
-from lexdpr_pipeline.search import fusion
+from lexdpr_pipeline.artifacts.manifests import FusionParams, IndexPointer
+from lexdpr_pipeline.search import fusion, linking
 
 if TYPE_CHECKING:
     from lexdpr_pipeline.index.bm25 import BM25Index
@@ -129,6 +135,7 @@ class SearchHit:
     dense_score: float | None
     bm25_score: float | None
     metadata: dict = field(default_factory=dict)  # law_name, article_key, court, case_no, dates, section, …
+    matched_reference: str | None = None  # the query's citation that linked this document ("민법 제750조")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -173,6 +180,10 @@ class SearchEngine:
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._masks_lock = threading.Lock()  # the API searches from several threads
         self.stale_passages = 0  # indexed passages the corpus no longer has (never returned)
+        self._aliases = corpus.select("doc_id", "aliases") if "aliases" in corpus.columns else None
+        self._linker: linking.QueryLinker | None = None  # built on the first query that needs it
+        self._first_row: dict[str, int] = {}
+        self._linker_lock = threading.Lock()
         self._dense_rows: np.ndarray | None = None
         self._dense_all_known = True
         if dense is not None:
@@ -280,6 +291,7 @@ class SearchEngine:
         base = max(self.settings.candidates, top_k)
         selectivity = allowed_n / self._corpus.height
         fetch = dict.fromkeys(range(len(queries)), base)
+        links = self._links(queries, mask)
         results: dict[int, list[SearchHit]] = {}
         while fetch:
             by_k: dict[int, list[int]] = {}
@@ -302,9 +314,87 @@ class SearchEngine:
                     if len(docs) < top_k and not exhausted:
                         next_fetch[qi] = k * _WIDEN
                     else:
-                        results[qi] = self._hits(docs[:top_k], dense_r, bm25_r, threshold)
+                        docs, cited = self._link(docs, links[qi], mode)
+                        results[qi] = self._hits(docs[:top_k], dense_r, bm25_r, threshold, cited)
             fetch = next_fetch
         return [results[i] for i in range(len(queries))]
+
+    # citation linking ---------------------------------------------------------------------------------------------
+
+    @property
+    def linker(self) -> linking.QueryLinker:
+        """The citation linker of this corpus (built on first use)."""
+        with self._linker_lock:
+            if self._linker is None:
+                frame = self._corpus if self._aliases is None else self._corpus.with_columns(self._aliases["aliases"])
+                self._linker = linking.QueryLinker.from_corpus(frame)
+                first = (
+                    self._corpus.with_row_index("row")
+                    .select("row", "doc_id", pl.col("chunk_index").fill_null(0))
+                    .sort(["doc_id", "chunk_index", "row"])
+                    .unique("doc_id", keep="first")
+                )
+                self._first_row = dict(zip(first["doc_id"].to_list(), first["row"].to_list(), strict=True))
+            return self._linker
+
+    def _links(self, queries: list[str], mask: np.ndarray | None) -> list[list[linking.LinkedRef]]:
+        """Each query's references (none when ``citation_linking`` is off), limited to documents the filters allow."""
+        if self.settings.citation_linking == "off":
+            return [[] for _ in queries]
+        linker = self.linker
+        out = []
+        for query in queries:
+            refs = linker.link(query)
+            if mask is not None:
+                refs = linking.restrict(refs, lambda doc: bool(mask[self._first_row[doc]]))
+            out.append(refs)
+        return out
+
+    def _link(
+        self, docs: list[tuple[int, float]], refs: list[linking.LinkedRef], mode: str
+    ) -> tuple[list[tuple[int, float]], dict[str, str]]:
+        """Collapsed documents with the cited ones fused in (:func:`linking.apply_links`); a cited document no
+        retriever returned comes with its first passage. Also: document → the citation that linked it."""
+        if not any(r.doc_ids for r in refs):
+            return docs, {}
+        how, weight, law_names, rrf_k = self._link_settings(mode, docs)
+        if how == "off":
+            return docs, {}
+        ranked = [self._doc[row] for row, _ in docs]
+        fused = linking.apply_links(
+            ranked, [score for _, score in docs], refs, how, weight, rrf_k=rrf_k, law_names=law_names
+        )
+        row_of = dict(zip(ranked, (row for row, _ in docs), strict=True))
+        out = [(row_of[d] if d in row_of else self._first_row[d], score) for d, score in fused]
+        return out, linking.matched_references(refs, law_names=law_names)
+
+    def _link_settings(self, mode: str, docs: list[tuple[int, float]]) -> tuple[str, float, bool, int]:
+        """``(citation_linking, link_weight, link_law_names, rrf_k)`` for this query. ``auto``: what
+        model_evaluation chose on valid for the served model (``FusionParams.linking``), for this search mode (a
+        hybrid by its fusion) and the source group of the candidates (all statute/admin-rule → law, all precedents →
+        prec, mixed → all); nothing stored → ``boost`` with ``link_weight`` / ``link_law_names``."""
+        s = self.settings
+        if s.citation_linking != "auto":
+            return s.citation_linking, s.link_weight, s.link_law_names, s.rrf_k
+        params = self.fusion_params
+        sources = set(self._corpus["source"].gather([row for row, _ in docs]).to_list())
+        group = "prec" if sources == {"prec"} else "law" if sources and sources <= {"law", "admrul"} else "all"
+        key = mode
+        if mode == "hybrid":
+            key = s.fusion
+            if key == "auto":
+                by_source = params.by_source if params is not None else {}
+                key = (by_source.get(group) or by_source.get("all") or {}).get("fusion", "rrf")
+        by_group = (params.linking if params is not None else {}).get(key, {})
+        chosen = by_group.get(group) or by_group.get("all")
+        if not chosen:
+            return "boost", s.link_weight, s.link_law_names, s.rrf_k
+        return (
+            str(chosen["citation_linking"]),
+            float(chosen["link_weight"]),
+            bool(chosen["link_law_names"]),
+            int(chosen.get("link_rrf_k", s.rrf_k)),
+        )
 
     def _mode(self, mode: str | None) -> str:
         mode = mode or self.default_mode
@@ -368,6 +458,8 @@ class SearchEngine:
             out.append(_Retrieved(rows, vals, exhausted=len(hits) < k or k >= len(self.bm25)))
         return out
 
+    fusion_params: FusionParams | None = None  # search.fusion auto: set by load_engine from the store
+
     def _fuse(self, mode: str, dense: _Retrieved | None, bm25: _Retrieved | None) -> list[tuple[int, float]]:
         """Passage rows with their final score, best first (ties by passage id)."""
         if mode == "dense":
@@ -378,13 +470,30 @@ class SearchEngine:
             scored = dict(zip(bm25.rows, bm25.scores, strict=True))
         else:
             assert dense is not None and bm25 is not None
-            if self.settings.fusion == "rrf":
-                scored = fusion.rrf([dense.rows, bm25.rows], k=self.settings.rrf_k)
+            method, rrf_k, dense_weight = self.settings.fusion, self.settings.rrf_k, self.settings.dense_weight
+            if method == "auto":
+                # The values model_evaluation chose on valid for this model: per source group of the candidates
+                # (all statute/admin-rule → law, all precedents → prec, mixed → all); none stored → rrf.
+                method = "rrf"
+                by_source = self.fusion_params.by_source if self.fusion_params is not None else {}
+                sources = set(self._corpus["source"].gather([*dense.rows, *bm25.rows]).to_list())
+                group = "all"
+                if sources == {"prec"}:
+                    group = "prec"
+                elif sources and sources <= {"law", "admrul"}:
+                    group = "law"
+                chosen = by_source.get(group) or by_source.get("all")
+                if chosen:
+                    method = chosen.get("fusion", "rrf")
+                    rrf_k = int(chosen.get("rrf_k", rrf_k))
+                    dense_weight = float(chosen.get("dense_weight", dense_weight))
+            if method == "rrf":
+                scored = fusion.rrf([dense.rows, bm25.rows], k=rrf_k)
             else:
                 scored = fusion.weighted(
                     dict(zip(dense.rows, dense.scores, strict=True)),
                     dict(zip(bm25.rows, bm25.scores, strict=True)),
-                    self.settings.dense_weight,
+                    dense_weight,
                 )
         return sorted(scored.items(), key=lambda item: (-item[1], self._pid[item[0]]))
 
@@ -405,6 +514,7 @@ class SearchEngine:
         dense: _Retrieved | None,
         bm25: _Retrieved | None,
         threshold: float | None,
+        cited: dict[str, str] | None = None,
     ) -> list[SearchHit]:
         dense_of = dict(zip(dense.rows, dense.scores, strict=True)) if dense else {}
         bm25_of = dict(zip(bm25.rows, bm25.scores, strict=True)) if bm25 else {}
@@ -425,6 +535,7 @@ class SearchEngine:
                     dense_score=dense_of.get(row),
                     bm25_score=bm25_of.get(row),
                     metadata={c: rec[c] for c in METADATA_COLUMNS},
+                    matched_reference=(cited or {}).get(rec["doc_id"]),
                 )
             )
         return hits
@@ -452,9 +563,12 @@ def load_engine(settings: Settings, pointer: Path | IndexPointer | None = None) 
     if not corpus_path.is_file():
         raise FileNotFoundError(f"{where} names the corpus {corpus_path}, which does not exist")
     available = set(pl.read_parquet_schema(corpus_path))
-    corpus = pl.read_parquet(corpus_path, columns=[c for c in _COLUMNS if c in available])
+    corpus = pl.read_parquet(corpus_path, columns=[c for c in (*_COLUMNS, "aliases") if c in available])
     dense = DenseIndex.load(
-        Path(ptr.faiss_path), nprobe=settings.index.ivf_nprobe, ef_search=settings.index.hnsw_ef_search
+        Path(ptr.faiss_path),
+        nprobe=settings.index.ivf_nprobe,
+        ef_search=settings.index.hnsw_ef_search,
+        rerank=settings.index.pq_rerank,
     )
     if dense.spec.faiss_type != "flat" and ptr.embeddings_path and Path(ptr.embeddings_path).is_dir():
         dense.attach_vectors(EmbeddingSet.load(Path(ptr.embeddings_path), mmap=True))
@@ -464,4 +578,16 @@ def load_engine(settings: Settings, pointer: Path | IndexPointer | None = None) 
     keys = ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages", "encoder_backend")
     versions = {k: getattr(ptr, k) for k in keys}
     versions["pointer"] = where
-    return SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search, versions=versions)
+    engine = SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search, versions=versions)
+    if "auto" in (settings.search.fusion, settings.search.citation_linking):
+        try:
+            engine.fusion_params = store.find_fusion_params(ptr.model_version)
+        except ValueError as exc:  # a damaged fusion.json: serve with the rrf fallback rather than not at all
+            logger.warning(
+                "search: fusion parameters of %s unreadable (%s); auto uses rrf / boost", ptr.model_version, exc
+            )
+        if engine.fusion_params is None:
+            logger.info(
+                "search: no fusion/linking chosen on valid for model %s; auto uses rrf / boost", ptr.model_version
+            )
+    return engine

@@ -42,7 +42,15 @@ from lexdpr_pipeline.models.tracked import VALIDATION_KS, TrackedTraining, train
 from lexdpr_pipeline.settings import Settings, TrainSettings
 from lexdpr_pipeline.storage import atomic_write_text
 from lexdpr_pipeline.sweeps.report import SweepReport, write_report
-from lexdpr_pipeline.sweeps.space import BATCH_PARAMS, LORA_PARAMS, Strategy, SweepSpec, metric_k
+from lexdpr_pipeline.sweeps.space import (
+    BATCH_PARAMS,
+    LORA_PARAMS,
+    Strategy,
+    SweepSpec,
+    metric_k,
+    param_value,
+    set_param,
+)
 from lexdpr_pipeline.tracking import (
     RunHandle,
     TrackingTarget,
@@ -85,8 +93,7 @@ def baseline_params(settings: Settings, spec: SweepSpec) -> tuple[dict[str, Any]
     categorical parameter's choices do not include the default (the trial could not be sampled as it is)."""
     out: dict[str, Any] = {}
     for name, param in spec.params.items():
-        section, _, field_name = name.partition(".")
-        value = getattr(getattr(settings, section), field_name)
+        value = param_value(settings.train, name)  # params are train.* (an entry of a mapping: train.x.key)
         if param.type == "categorical" and value not in (param.choices or []):
             return None, f"no baseline trial: the default {name}={value} is not among its choices {param.choices}"
         out[name] = value
@@ -125,7 +132,7 @@ def trial_settings(base: Settings, spec: SweepSpec, values: Mapping[str, Any]) -
     then the fair-batch adjustment when the space varies the batch. Returns (settings, adjustments)."""
     train = base.train.model_dump(mode="python")
     for name, value in values.items():
-        train[name.split(".", 1)[1]] = value
+        set_param(train, name, value)
     cfg = TrainSettings.model_validate(train)
     adjustments: dict[str, Any] = {}
     if spec.fair_batches and BATCH_PARAMS & set(spec.params):
@@ -735,7 +742,7 @@ def run_sweep(
             exp = client.get_run(parent_id).info.experiment_id
             result.mlflow_parent_run_id = parent_id
             result.mlflow_url = target.run_url(exp, parent_id)
-            result.tracking_uri = target.uri
+            result.tracking_uri = target.display_uri
     return result
 
 

@@ -12,6 +12,7 @@ base:                         # settings applied to every trial (settings YAML l
 params:
   train.learning_rate: {type: float, low: 1.0e-5, high: 1.0e-4, log: true}
   train.batch_size: {type: categorical, choices: [16, 32]}
+  train.type_weights.prec: {type: float, low: 0.0, high: 1.0, step: 0.25}   # one entry of a mapping setting
 ```
 """
 
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lexdpr_pipeline.pairs.queries import QUERY_TYPES
 from lexdpr_pipeline.settings import EvalSettings, TrainSettings
 
 if TYPE_CHECKING:
@@ -61,6 +63,9 @@ LORA_PARAMS = frozenset({"train.lora_r", "train.lora_alpha", "train.lora_dropout
 #: Parameters that change the effective batch (see ``runner.fair_batch_adjustments``).
 BATCH_PARAMS = frozenset({"train.batch_size", "train.gradient_accumulation_steps"})
 BASE_SECTIONS = {"train": TrainSettings, "eval": EvalSettings}
+#: Mapping-valued ``train`` settings searched one entry at a time (``train.type_weights.prec``): the entries a sweep
+#: may name, and the value an entry has when the mapping leaves it out.
+MAPPING_PARAMS: dict[str, tuple[frozenset[str], Any]] = {"type_weights": (frozenset(QUERY_TYPES), 1.0)}
 METRIC_RE = re.compile(r"^(ndcg|recall|mrr|accuracy|precision|map)@([1-9][0-9]*)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Scalar = str | int | float | bool | None
@@ -221,8 +226,17 @@ class SweepSpec(BaseModel):
             raise ValueError("params is empty: name at least one train.* setting to search")
         for name in value:
             section, _, field = name.partition(".")
+            field, _, entry = field.partition(".")
             if section != "train" or field not in TrainSettings.model_fields:
                 raise ValueError(f"params.{name}: not a train.* setting (see `lex-dpr config show`)")
+            if entry or field in MAPPING_PARAMS:
+                keys = MAPPING_PARAMS.get(field, (frozenset(), None))[0]
+                if entry not in keys:
+                    raise ValueError(
+                        f"params.{name}: search one entry of train.{field}: train.{field}.<one of {sorted(keys)}>"
+                        if keys
+                        else f"params.{name}: train.{field} has no entries"
+                    )
             if field in NOT_SEARCHABLE:
                 raise ValueError(f"params.{name}: cannot be searched (it changes the measurement, not the model)")
         return value
@@ -278,6 +292,25 @@ class SweepSpec(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+
+
+def set_param(train: dict[str, Any], name: str, value: Any) -> None:
+    """Set a sampled parameter in a ``train`` settings dict: ``train.x`` sets x, ``train.type_weights.prec`` one
+    entry of the mapping (created when the setting is None; the other entries stay as they are)."""
+    field, _, entry = name.split(".", 1)[1].partition(".")
+    if entry:
+        train[field] = {**(train.get(field) or {}), entry: value}
+    else:
+        train[field] = value
+
+
+def param_value(train: TrainSettings, name: str) -> Any:
+    """The value ``train`` gives a parameter (an entry the mapping leaves out: its default, e.g. weight 1.0)."""
+    field, _, entry = name.split(".", 1)[1].partition(".")
+    value = getattr(train, field)
+    if entry:
+        return (value or {}).get(entry, MAPPING_PARAMS[field][1])
+    return value
 
 
 def load_spec(path: Path | str) -> SweepSpec:

@@ -192,6 +192,8 @@ def test_an_export_that_raises_is_reported_not_fatal(tmp_path: Path, tiny_model_
     forced = export_gate.export_and_gate(store, str(tiny_model_dir), "v1", "onnx", sample, threads=1, exporter=failing)
     assert forced.chosen == "onnx" and not forced.chosen_passed and forced.chosen_path is None
     assert "no onnx today" in export_gate.gate_table(forced)
+    on_gpu = export_gate.export_and_gate(store, str(tiny_model_dir), "v1", "auto", sample, exporter=failing, gpu=True)
+    assert on_gpu.chosen == "torch" and set(on_gpu.backends) == {"torch"}  # nothing exported, nothing gated
 
 
 @pytest.fixture(autouse=True)

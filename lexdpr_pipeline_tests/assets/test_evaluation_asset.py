@@ -17,7 +17,7 @@ from lexdpr_pipeline.assets.evaluation import model_evaluation
 from lexdpr_pipeline.assets.models import base_model
 from lexdpr_pipeline.assets.search_index import bm25_index
 from lexdpr_pipeline.evaluation.report import CHART_FILE, REPORT_FILE
-from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE
+from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE, hybrid_name
 from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.evaluation.conftest import corpus_frame, splits_frame
@@ -69,19 +69,28 @@ def test_evaluation_asset_end_to_end(materialized) -> None:
     result, settings, uri = materialized
     assert result.success
     table = ArtifactStore.from_settings(settings).read_table("model_evaluation")
-    assert set(table["system"]) == {FINE_TUNED, BASE, BM25}
+    hybrids = {hybrid_name(f, m) for f in ("rrf", "weighted") for m in (FINE_TUNED, BASE)}
+    assert "hybrid weighted (base+bm25)" in hybrids
+    plain = {FINE_TUNED, BASE, BM25, *hybrids}
+    assert set(table["system"]) == plain | {f"{s} + linking" for s in plain}  # eval.citation_linking
     overall = table.filter(pl.col("group") == "all")
-    assert sorted(overall["split"].unique()) == ["test", "valid"] and overall.height == 6
-    assert overall.filter(split="test")["n_queries"].to_list() == [5, 5, 5]
+    assert sorted(overall["split"].unique()) == ["test", "valid"] and overall.height == 2 * 14
+    assert overall.filter(split="test")["n_queries"].to_list() == [5] * 14
 
     out = ArtifactStore.from_settings(settings).report_path("evaluation")
     assert (out / REPORT_FILE).exists() and (out / CHART_FILE).exists()
     ranks = pl.read_parquet(out / RANKS_FILE)
-    assert ranks.height == 3 * (5 + 4)
+    assert ranks.height == 14 * (5 + 4)
 
     mat = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["model_evaluation"])
     meta = mat.materialization.metadata
     assert meta["eval_corpus_passages"].value == 20
+    assert meta["eval_corpus"].value == "whole merged_corpus (20 passages)"
+    fusion = meta["fusion_chosen_on_valid"].value
+    assert set(fusion) == {FINE_TUNED, BASE} and fusion[FINE_TUNED]["model_version"] == "tiny-model-hash"
+    assert set(fusion[BASE]) == {"model_version", "law", "prec", "all"}
+    assert isinstance(meta["hybrid_below_parts_test"].value, list)
+    assert "Hybrid ≥ its parts (test" in meta["report"].value
     assert meta["test_queries"].value == 5 and meta["valid_queries"].value == 4
     assert 0.0 <= meta["test_ndcg@10_fine-tuned"].value <= 1.0
     assert "test_ndcg@10_base_zero-shot" in meta and "valid_recall@100_bm25" in meta

@@ -127,9 +127,14 @@ def test_recall_check_on_an_approximate_index(tmp_path: Path, tiny_model_dir: Pa
         assert "passage vectors as queries" in evaluation.metadata["queries"].value
         assert _pointer(tmp_path)["model_path"] == str(tiny_model_dir.resolve())
 
-        # With test queries in dataset_splits, those are used; an IVF index of ~2 passages per list probed one list
-        # at a time cannot return most of a query's exact top 10, so the (non-blocking) check must fail.
-        splits = pl.DataFrame({"query_text": ["국가배상 책임", "가등기담보 실행", "손해배상"], "split": ["test"] * 3})
+        # With valid queries in dataset_splits, those are used (never test ones); an IVF index of ~2 passages per
+        # list probed one list at a time cannot return most of a query's exact top 10: the (non-blocking) check fails.
+        splits = pl.DataFrame(
+            {
+                "query_text": ["국가배상 책임", "가등기담보 실행", "손해배상", "test only"],
+                "split": ["valid"] * 3 + ["test"],
+            }
+        )
         splits.write_parquet(tmp_path / "tables" / "dataset_splits.parquet")
         nlist = str(corpus.height // 2)
         strict = _settings(
@@ -144,7 +149,7 @@ def test_recall_check_on_an_approximate_index(tmp_path: Path, tiny_model_dir: Pa
         _, idx, checks = _run(instance, index_defs(strict, tiny_model_dir, corpus))
         assert checks["faiss_recall_at_10"] is False and idx["faiss_type"] == "ivf"
         evaluation = _check_eval(instance, "faiss_recall_at_10")
-        assert evaluation.metadata["queries"].value == "3 test queries of dataset_splits"
+        assert evaluation.metadata["queries"].value == "3 valid queries of dataset_splits (torch)"
         assert evaluation.metadata["recall_at_10"].value < 0.99
 
 

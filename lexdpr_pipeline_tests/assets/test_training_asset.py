@@ -109,6 +109,8 @@ def test_bad_override_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path):
 def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, tmp_path: Path):
     """Issue 4's acceptance path: materialize trained_model + model_evaluation; both MLflow runs exist."""
     from lexdpr_pipeline.assets.evaluation import model_evaluation
+    from lexdpr_pipeline.evaluation.link_tuning import linked_name
+    from lexdpr_pipeline.evaluation.run import hybrid_name
     from lexdpr_pipeline.index.bm25 import BM25Index
 
     _, corpus = tiny_training_set()
@@ -126,7 +128,12 @@ def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, t
     assert result.success
     table = result.output_for_node("model_evaluation")
     overall = table.filter(pl.col("group") == "all")
-    assert set(overall["system"]) == {"fine-tuned", "base (zero-shot)", "bm25"}
+    # The three systems, the dense+BM25 hybrids of each dense model (eval.hybrid), and every one of them again
+    # with query citation linking (eval.citation_linking): all on by default.
+    dense = ("fine-tuned", "base (zero-shot)")
+    systems = {*dense, "bm25", *(hybrid_name(f, d) for f in ("rrf", "weighted") for d in dense)}
+    assert len(systems) == 7
+    assert set(overall["system"]) == systems | {linked_name(s) for s in systems}
     assert set(overall["split"]) == {"valid", "test"}
     assert overall["ndcg@10"].is_between(0, 1).all()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")

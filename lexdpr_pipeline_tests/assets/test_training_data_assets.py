@@ -87,7 +87,15 @@ def built(mirror: Path, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir
 def test_graph_runs_and_every_check_passes(built) -> None:
     result, data = built
     assert result.success
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    # The digit split shares its period with training (training decisions cite test decisions): the leak check
+    # reports that as a warning there, and blocks only with the temporal split (test_leakage.py).
+    leak = evaluations.pop("no_heldout_decision_in_training")
+    assert leak.passed or leak.severity == dg.AssetCheckSeverity.WARN
+    # A 3-step training of a random tiny model may lose a type to its base: a warning unless eval.forgetting_blocks.
+    forgot = evaluations.pop("fine_tuned_keeps_the_base_on_valid")
+    assert forgot.passed or forgot.severity == dg.AssetCheckSeverity.WARN
+    checks = {name: e.passed for name, e in evaluations.items()}
     assert checks == {
         "raw_statutes_completeness": True,
         "raw_admin_rules_completeness": True,
@@ -104,7 +112,7 @@ def test_graph_runs_and_every_check_passes(built) -> None:
     # The whole graph ran: a model was trained, evaluated, and its index published for search.
     assert (data / "indexes" / "CURRENT.json").exists()
     table = pl.read_parquet(data / "tables" / "model_evaluation.parquet")
-    assert set(table["system"]) == {"fine-tuned", "base (zero-shot)", "bm25"}
+    assert {"fine-tuned", "base (zero-shot)", "bm25"} < set(table["system"])  # + the hybrids (test_fusion_tuning)
     splits = pl.read_parquet(data / "tables" / "dataset_splits.parquet")
     assert set(splits["split"]) == {"train", "valid", "test"}
     assert {"law", "prec", "cross_law"} <= set(splits["query_type"])
@@ -156,8 +164,12 @@ def test_dense_negative_miner_through_the_asset(mirror: Path, tmp_path: Path, ti
         assert all(e.passed for e in result.get_asset_check_evaluations())
         meta = instance.get_latest_materialization_event(dg.AssetKey("training_pairs")).asset_materialization.metadata
         assert meta["negative_miner"].value == "dense"
+        removed = meta["hard_negatives"].value["removed_by_rule"]  # the false-negative rules ran and were counted
+        assert "| dense_margin | " in meta["negatives_removed_by_rule"].value
+        assert removed["dense_margin"] > 0  # margin 0 still drops candidates scoring above the positive
     pairs = pl.read_parquet(tmp_path / "tables" / "training_pairs.parquet")
     assert pairs.height == 60 and pairs["negative_ids"].list.len().sum() > 0
+    assert pairs["negatives_removed"].struct.field("shares_citation").sum() == removed["shares_citation"]
 
 
 def test_analyze_pairs_cli_reads_the_materialized_tables(

@@ -38,13 +38,31 @@ def test_run_writes_ranks_and_report(tiny_model_dir: Path, tmp_path: Path, mini_
     assert run.corpus_size == 15
     assert run.queries_per_split == {"valid": 4, "test": 5}
     assert run.skipped["missing"] == {"split without queries": 1}
-    assert set(run.table["system"]) == {"tiny", BM25}
+    plain = {"tiny", BM25, "hybrid rrf (tiny+bm25)", "hybrid weighted (tiny+bm25)"}
+    assert set(run.table["system"]) == plain | {f"{s} + linking" for s in plain}
+    assert run.hybrid_parts == {"hybrid rrf (tiny+bm25)": ("tiny", BM25), "hybrid weighted (tiny+bm25)": ("tiny", BM25)}
     assert set(run.table.filter(pl.col("group") == "all")["split"]) == {"valid", "test"}
     assert (tmp_path / CHART_FILE).read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / REPORT_FILE).read_text(encoding="utf-8")
     assert "### test" in md and "| system | queries | ndcg@10" in md and "type:cross_law" in md
+    # A sampled corpus says so in the report (and EvalRun.corpus: MLflow's eval_corpus tag).
+    assert run.corpus == "sampled" and "sampled: every positive + a seeded uniform sample, cap 15" in md
+    assert "positives + seeded sample" in md
+    # The hybrid ≥ parts table covers every test query type, and any shortfall is listed by name.
+    check = run.hybrid_check
+    assert check is not None
+    assert set(check.filter(pl.col("split") == "test")["query_type"]) == {
+        "all",
+        "law",
+        "prec",
+        "cross_law",
+        "cross_prec",
+    }
+    below = run.hybrid_below_parts("test")
+    assert len(below) == check.filter((pl.col("split") == "test") & ~pl.col("ge_parts")).height
+    assert ("**Hybrid below a part**" in md) == bool(below)
     ranks = pl.read_parquet(run.ranks_path)
-    assert ranks.height == 2 * 9 and ranks["first_relevant_rank"].drop_nulls().min() >= 1
+    assert ranks.height == 8 * 9 and ranks["first_relevant_rank"].drop_nulls().min() >= 1
 
 
 def test_run_reuses_cached_passage_vectors(tiny_model_dir: Path, tmp_path: Path, mini_splits, mini_corpus) -> None:

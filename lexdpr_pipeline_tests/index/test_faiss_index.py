@@ -190,3 +190,27 @@ def test_bad_spec_and_bad_queries_are_clear_errors() -> None:
         index.search(np.zeros((2, 8), np.float32), 3)
     with pytest.raises(ValueError, match="empty"):
         DenseIndex.build(EmbeddingSet([], [], np.zeros((0, 4), np.float32), "m"), IndexSpec())
+
+
+def test_small_batches_on_a_flat_index_match_faiss_exactly() -> None:
+    """Flat search of a few queries goes through one BLAS product over FAISS's own storage (FLAT_NUMPY_MAX_QUERIES);
+    it returns what FAISS's search returns — after an in-place update too, and with a filter (padded with -1)."""
+    import lexdpr_pipeline.index.faiss_index as fi
+
+    index = DenseIndex.build(_set(500), _spec("flat"))
+    index.update(_set(530, seed=3))  # relabels: removed ids and new rows, read through a fresh view
+    queries = _vectors(3, seed=9)
+    allowed = np.zeros(len(index.ids_by_label), dtype=bool)
+    allowed[np.flatnonzero([pid is not None for pid in index.ids_by_label])[:7]] = True
+    fast = [index.search_labels(queries, 20), index.search_labels(queries, 20, allowed=allowed)]
+    original, fi.FLAT_NUMPY_MAX_QUERIES = fi.FLAT_NUMPY_MAX_QUERIES, 0  # force FAISS
+    try:
+        slow = [index.search_labels(queries, 20), index.search_labels(queries, 20, allowed=allowed)]
+    finally:
+        fi.FLAT_NUMPY_MAX_QUERIES = original
+    assert index._flat_storage() is not None
+    for (f_scores, f_labels), (s_scores, s_labels) in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(f_labels, s_labels)
+        np.testing.assert_allclose(f_scores[f_labels >= 0], s_scores[s_labels >= 0], rtol=1e-5, atol=1e-6)
+    filtered_labels = fast[1][1]
+    assert (filtered_labels[:, 7:] == -1).all() and set(filtered_labels[:, :7].ravel()) <= set(np.flatnonzero(allowed))

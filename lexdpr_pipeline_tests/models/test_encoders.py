@@ -78,6 +78,7 @@ def test_gate_sample_holds_the_positives_and_is_seeded() -> None:
 def test_auto_choice_and_what_each_setting_exports() -> None:
     assert backends_to_try("torch") == () and backends_to_try("onnx") == ("onnx",)
     assert backends_to_try("auto") == ("onnx-int8", "onnx")
+    assert backends_to_try("auto", gpu=True) == () and backends_to_try("onnx", gpu=True) == ("onnx",)
     ok, bad = BackendResult("x", passed=True), BackendResult("x", passed=False)
     assert choose_backend("auto", {"onnx-int8": ok, "onnx": ok}) == "onnx-int8"
     assert choose_backend("auto", {"onnx-int8": bad, "onnx": ok}) == "onnx"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lexdpr_pipeline.index.bm25 import BM25Index
-from lexdpr_pipeline.pairs.negatives import mine_bm25_negatives
+from lexdpr_pipeline.pairs.negatives import REMOVED_COLUMN, RULES, mine_bm25_negatives
 from lexdpr_pipeline.pairs.report import PairsReport, build_pairs_report, model_max_seq_length, write_pairs_report
 from lexdpr_pipeline.pairs.splits import SplitConfig, assign_splits, split_sizes
 from lexdpr_pipeline.settings import PairsSettings, TrainSettings
@@ -137,7 +137,15 @@ def test_synthetic_report_tables(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real_splits(real_slice: RealSlice, real_bm25: BM25Index) -> pl.DataFrame:
-    pairs, _ = mine_bm25_negatives(real_slice.pairs, real_slice.merged, real_bm25, per_query=5, progress=False)
+    pairs, _ = mine_bm25_negatives(
+        real_slice.pairs,
+        real_slice.merged,
+        real_bm25,
+        per_query=5,
+        citations=real_slice.citations,
+        max_overlap=0.6,
+        progress=False,
+    )
     # Leave the prec queries without negatives, so the report has short rows to count.
     pairs = pairs.with_columns(
         pl.when(pl.col("query_type") == "prec")
@@ -177,8 +185,19 @@ def test_real_report(tmp_path: Path, real_slice: RealSlice, real_splits: pl.Data
         "short_negative_rows": short,
         "queries_over_train_max_seq_length": long_queries,
         "passages_over_train_max_seq_length": long_passages,
+        "negatives_removed_by_rule": {
+            rule: int(real_splits[REMOVED_COLUMN].struct.field(rule).sum()) for rule in RULES
+        },
     }
     assert report.summary == expected
+    removed = expected["negatives_removed_by_rule"]
+    assert removed["positive_document"] > 0 and removed["cited_by_query_decision"] > 0  # the table is not all zeros
+    assert "## Hard negatives removed (false-negative rules)" in report.markdown
+    assert "| cited_by_query_decision | " in report.markdown
+    assert any(
+        line.startswith("| shares_citation |") and line.endswith(f"| {removed['shares_citation']} |")
+        for line in report.markdown.splitlines()
+    )
     groups = len(set(real_splits["group_id"]))
     assert f"{real_splits.height} queries, {groups} source documents; corpus of {corpus.height} passages." in (
         report.markdown

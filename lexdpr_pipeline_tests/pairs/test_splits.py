@@ -110,6 +110,26 @@ def test_temporal_rule() -> None:
     assert "valid" not in set(splits_by_query(pairs, same_day).values())
 
 
+def test_temporal_rule_keeps_a_group_of_companion_decisions_together_at_its_newest_date() -> None:
+    """Companion decisions share a group but not always a date (seen on the sample: 2012-05-10 and 2016-08-24): the
+    group goes by its newest, so it never spans splits and training holds nothing dated on/after valid_from."""
+    pairs = frame(
+        [
+            ("older-companion", "prec:7", dt.date(2012, 5, 10)),
+            ("newer-companion", "prec:7", dt.date(2016, 8, 24)),
+            ("undated-companion", "prec:7", None),
+            ("alone", "prec:8", dt.date(2012, 5, 10)),
+        ]
+    )
+    config = SplitConfig(mode="temporal", valid_from=dt.date(2012, 7, 1), test_from=dt.date(2017, 11, 1))
+    assert splits_by_query(pairs, config) == {
+        "older-companion": "valid",
+        "newer-companion": "valid",
+        "undated-companion": "valid",
+        "alone": "train",
+    }
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -100,9 +100,12 @@ def test_chunks_collapse_to_their_document_with_the_best_passage(parts, engine: 
 def test_bm25_mode_finds_an_exact_passage_text_first(parts, engine: SearchEngine) -> None:
     corpus = parts[0]
     row = corpus.filter(pl.col("law_name") == LAW).row(3, named=True)
-    hits = engine.search(row["text"], mode="bm25", top_k=5)
+    # the text starts with its own citation ("국가배상법 제11조(…)"): without citation linking the score is BM25's
+    hits = _engine(parts, citation_linking="off").search(row["text"], mode="bm25", top_k=5)
     assert hits[0].passage_id == row["passage_id"] and hits[0].doc_id == row["doc_id"]
     assert hits[0].score == hits[0].bm25_score and hits[0].dense_score is None
+    linked = engine.search(row["text"], mode="bm25", top_k=5)[0]
+    assert linked.doc_id == row["doc_id"] and linked.matched_reference is not None
 
 
 def test_filters(parts, engine: SearchEngine) -> None:
