@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +177,7 @@ class SearchEngine:
         self._row_of = {pid: i for i, pid in enumerate(self._corpus["passage_id"].to_list())}
         self._doc = self._corpus["doc_id"].to_list()
         self._pid = self._corpus["passage_id"].to_list()
+        self._source = self._corpus["source"].to_list()
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._masks_lock = threading.Lock()  # the API searches from several threads
         self.stale_passages = 0  # indexed passages the corpus no longer has (never returned)
@@ -377,8 +378,7 @@ class SearchEngine:
         if s.citation_linking != "auto":
             return s.citation_linking, s.link_weight, s.link_law_names, s.rrf_k
         params = self.fusion_params
-        sources = set(self._corpus["source"].gather([row for row, _ in docs]).to_list())
-        group = "prec" if sources == {"prec"} else "law" if sources and sources <= {"law", "admrul"} else "all"
+        group = self._source_group(row for row, _ in docs)
         key = mode
         if mode == "hybrid":
             key = s.fusion
@@ -395,6 +395,14 @@ class SearchEngine:
             bool(chosen["link_law_names"]),
             int(chosen.get("link_rrf_k", s.rrf_k)),
         )
+
+    def _source_group(self, rows: Iterable[int]) -> str:
+        """The source group of candidate rows whose stored choices apply (fusion, linking): all precedents → ``prec``,
+        all statute/admin-rule articles → ``law``, mixed (or none) → ``all``."""
+        sources = {self._source[row] for row in rows}
+        if sources == {"prec"}:
+            return "prec"
+        return "law" if sources and sources <= {"law", "admrul"} else "all"
 
     def _mode(self, mode: str | None) -> str:
         mode = mode or self.default_mode
@@ -476,13 +484,7 @@ class SearchEngine:
                 # (all statute/admin-rule → law, all precedents → prec, mixed → all); none stored → rrf.
                 method = "rrf"
                 by_source = self.fusion_params.by_source if self.fusion_params is not None else {}
-                sources = set(self._corpus["source"].gather([*dense.rows, *bm25.rows]).to_list())
-                group = "all"
-                if sources == {"prec"}:
-                    group = "prec"
-                elif sources and sources <= {"law", "admrul"}:
-                    group = "law"
-                chosen = by_source.get(group) or by_source.get("all")
+                chosen = by_source.get(self._source_group([*dense.rows, *bm25.rows])) or by_source.get("all")
                 if chosen:
                     method = chosen.get("fusion", "rrf")
                     rrf_k = int(chosen.get("rrf_k", rrf_k))
