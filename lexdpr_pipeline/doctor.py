@@ -28,6 +28,7 @@ from lexdpr_pipeline.artifacts import ArtifactStore, Kind
 from lexdpr_pipeline.artifacts.store import MissingArtifactError
 from lexdpr_pipeline.logging_setup import MASK, scrub_secrets
 from lexdpr_pipeline.settings import Settings
+from lexdpr_pipeline.tracking import resolve_uri
 
 #: Environment variables whose values are secrets wherever they show up.
 SECRET_ENV = (
@@ -271,15 +272,6 @@ def check_dagster(storage: DagsterStorage, timeout_s: float) -> Check:
 # MLflow --------------------------------------------------------------------------------------------------------
 
 
-def mlflow_uri(settings: Settings, environ: Mapping[str, str]) -> str:
-    """As ``tracking.tracking_target`` decides, without creating the default store's folder."""
-    return (
-        settings.tracking.tracking_uri
-        or environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{settings.data_dir / 'mlflow' / 'mlflow.db'}"
-    )
-
-
 def check_mlflow(uri: str, timeout_s: float) -> Check:
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     shown = mask_uri(uri)
@@ -425,7 +417,10 @@ def run_doctor(
     store = ArtifactStore.from_settings(settings)
     home = Path(dagster_home).expanduser().resolve()
     storage = dagster_storage(home, env)
-    uri = mlflow_uri(settings, env)
+    try:  # as training decides, LEXDPR_MLFLOW_DB_* included
+        uri, uri_problem = resolve_uri(settings.tracking, settings.data_dir, env), None
+    except ValueError as exc:  # e.g. LEXDPR_MLFLOW_DB_HOST without LEXDPR_MLFLOW_DB_USER
+        uri, uri_problem = "(incomplete LEXDPR_MLFLOW_DB_* settings)", str(exc)
     secrets = [
         *(env.get(k) or "" for k in SECRET_ENV),
         *(s.get_secret_value() for s in (settings.lawgo.oc, settings.api.api_key) if s is not None),
@@ -446,7 +441,9 @@ def run_doctor(
     }
     checks = [
         check_dagster(storage, timeout_s),
-        check_mlflow(uri, timeout_s),
+        check_mlflow(uri, timeout_s)
+        if uri_problem is None
+        else Check("mlflow", False, uri_problem, fix="set the LEXDPR_MLFLOW_DB_* variables it names"),
         check_index(store),
         check_base_model(settings, store, env),
         check_mirror(settings),

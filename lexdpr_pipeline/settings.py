@@ -231,6 +231,12 @@ class TrainSettings(_Section):
     resume: bool = Field(True, description="Resume from the last checkpoint of an interrupted run with equal inputs")
     seed: int = Field(42, ge=0)
     device: str | None = Field(None, description="cpu, cuda, mps (None: what torch finds)")
+    nproc_per_node: int = Field(
+        1,
+        ge=1,
+        description="Training processes (GPUs) in this pod: N > 1 trains with torchrun (DDP), one process per device; "
+        "batch_size stays per device (effective batch N × batch_size, in-batch negatives gathered across devices)",
+    )
     test_run: bool = Field(False, description="Train test_run_steps steps on a small sample, end to end (smoke)")
     test_run_steps: int = Field(3, ge=1)
 
@@ -258,11 +264,11 @@ class EvalSettings(_Section):
         "(demo-sized trainings of a few steps may lose a type)",
     )
     compare_bm25: bool = True
-    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+    backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
         "torch",
-        description="Encoder runtime of the evaluated dense models: torch (the reference), or their ONNX export "
-        "(made once, content-addressed; int8: ~2.4x faster on CPUs with VNNI, for whole-corpus evaluations). The "
-        "report and MLflow name it; vectors are cached per backend",
+        description="Encoder runtime of the evaluated dense models: torch (the reference), torch-bf16 (~4x on CPUs "
+        "with AMX/AVX-512 BF16, near-lossless), or their ONNX export (made once, content-addressed; int8: ~2.4x on "
+        "CPUs with VNNI). The report and MLflow name it; vectors are cached per backend",
     )
     exclude_query_document: bool = Field(
         True, description="Drop the passages of the decision a query was taken from (they are not answers)"
@@ -311,10 +317,11 @@ class TrackingSettings(_Section):
 class EmbedSettings(_Section):
     model: str = Field("trained", description="trained (the trained_model asset), base, or a model folder")
     batch_size: int = Field(64, ge=1)
-    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+    backend: Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
         "auto",
-        description="Encoder runtime: torch fp32, an ONNX export (fp32 or int8), or auto: onnx-int8, else onnx, "
-        "whichever first passes the encoder_export quality gate, else torch",
+        description="Encoder runtime: torch fp32, torch-bf16 (linear layers in bf16), an ONNX export (fp32 or "
+        "int8), or auto: torch-bf16 (only on CPUs with native bf16), else onnx-int8, else onnx, whichever first "
+        "passes the encoder_export quality gate, else torch (always torch where torch sees a CUDA GPU)",
     )
     threads: int | None = Field(None, ge=1, description="Intra-op threads of the encoder (None: every core)")
     gate_min_mean_cosine: float = Field(0.99, gt=0, le=1, description="Gate: mean cosine to torch fp32 vectors")

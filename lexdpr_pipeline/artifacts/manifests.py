@@ -99,7 +99,9 @@ class EmbeddingSetManifest(Manifest):
     reused: int = 0
     encoded: int = 0
     encoder_backend: str = "torch"  # the runtime that made the vectors (model_version then names it too)
-    encoder_path: str | None = None  # its export folder (None for torch)
+    encoder_path: str | None = None  # its export folder (None for the torch backends)
+    query_backend: str | None = None  # the runtime queries use when not encoder_backend (EncoderExportManifest)
+    query_path: str | None = None  # its export folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +111,18 @@ class EncoderExportManifest(Manifest):
     KIND: ClassVar[str] = "encoder_export"
     model_path: str
     model_version: str
-    requested: str  # embed.backend: auto | torch | onnx | onnx-int8
-    chosen: str  # what passage_embeddings uses: torch | onnx | onnx-int8
-    chosen_path: str | None  # the chosen export's folder (None for torch)
+    requested: str  # embed.backend: auto | torch | torch-bf16 | onnx | onnx-int8
+    chosen: str  # what passage_embeddings uses: torch | torch-bf16 | onnx | onnx-int8
+    chosen_path: str | None  # the chosen export's folder (None for the torch backends)
     chosen_passed: bool  # False only when a forced backend failed (the blocking check then fails)
     encoder_version: str  # keys the vectors: the model version plus the backend (models.encoders.encoder_version)
     content_hash: str
     sample: str = ""
     backends: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # per backend: path, gate, rates
+    # Queries by another backend than the passages (models.export_gate.choose_query_backend); None: by ``chosen``.
+    query_backend: str | None = None
+    query_path: str | None = None
+    query_gate: dict[str, Any] | None = None  # the pair's gate (query vectors of one, passage vectors of the other)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +165,16 @@ class IndexPointer(Manifest):
     passages: int = 0
     index_version: str = ""
     created_at: str = ""
-    encoder_backend: str = "torch"  # the runtime that embedded the passages; queries must use the same
-    encoder_path: str | None = None  # its export folder (None for torch)
+    encoder_backend: str = "torch"  # the runtime that embedded the passages; queries use it too unless:
+    encoder_path: str | None = None  # its export folder (None for the torch backends)
+    query_backend: str | None = None  # the runtime of queries, gated against these passages (None: encoder_backend)
+    query_path: str | None = None  # its export folder
+
+    def query_encoder(self) -> tuple[str, str | None]:
+        """(backend, export folder) that encodes queries for this index."""
+        if self.query_backend:
+            return self.query_backend, self.query_path
+        return self.encoder_backend, self.encoder_path
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | Self) -> Self:

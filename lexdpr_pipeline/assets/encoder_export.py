@@ -68,6 +68,7 @@ def _export_metadata(manifest: EncoderExportManifest, started: float) -> dict:
         "requested_backend": manifest.requested,
         "chosen_path": dg.MetadataValue.path(manifest.chosen_path) if manifest.chosen_path else "",
         "encoder_version": manifest.encoder_version,
+        "query_backend": manifest.query_backend or manifest.chosen,
         GATE_TABLE_KEY: dg.MetadataValue.md(gate_table(manifest)),
         "passages_per_s": dg.MetadataValue.json(rates),
         "sample": manifest.sample,

@@ -80,6 +80,7 @@ def _embedding_metadata(result: EmbedResult, manifest: EmbeddingSetManifest, mod
         "model": model,
         "model_path": manifest.model_path,
         "encoder_backend": manifest.encoder_backend,
+        "query_backend": manifest.query_backend or manifest.encoder_backend,
         "content_hash": manifest.content_hash,
         "passages": dg.MetadataValue.int(manifest.passages),
         "dim": dg.MetadataValue.int(manifest.dim),
@@ -126,10 +127,18 @@ def passage_embeddings(
         batch_size=settings.embed.batch_size,
         progress=True,
     )
-    manifest = result.manifest(choice.path, backend, export_path)
+    manifest = result.manifest(
+        choice.path,
+        backend,
+        export_path,
+        query_backend=encoder_export.query_backend,
+        query_path=encoder_export.query_path,
+    )
+    # The query runtime is part of what downstream serves (faiss_index publishes it in the pointer), not of the vectors.
+    version = manifest.content_hash + (f"|queries={manifest.query_backend}" if manifest.query_backend else "")
     return dg.Output(
         manifest,
-        data_version=dg.DataVersion(manifest.content_hash),
+        data_version=dg.DataVersion(version),
         metadata=_embedding_metadata(result, manifest, settings.embed.model, started),
     )
 
@@ -231,7 +240,7 @@ def recall_queries(
             if store.pointer_path.is_file():
                 pointer = store.read_pointer()
                 if pointer.faiss_path == faiss_index.path:
-                    backend, export = pointer.encoder_backend, pointer.encoder_path
+                    backend, export = pointer.query_encoder()
             encoder = load_encoder(faiss_index.model_path, backend, export)
             return encoder.encode_queries(texts), f"{len(texts)} valid queries of dataset_splits ({backend})"
     rng = np.random.default_rng(0)

@@ -37,7 +37,7 @@ from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, EvalPlan, Eva
 from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
-from lexdpr_pipeline.models.encoders import TORCH, encoder_version, load_encoder
+from lexdpr_pipeline.models.encoders import encoder_version, load_encoder, needs_export
 from lexdpr_pipeline.settings import EvalSettings, TrackingSettings
 from lexdpr_pipeline.storage import frame_content_hash
 from lexdpr_pipeline.tracking import log_artifact_or_path, log_metrics, log_params, start_run, target_for
@@ -157,7 +157,7 @@ def evaluate_tracked(
             notes={
                 "fine-tuned model": model.name,
                 **({"base model": base.name} if base is not None else {}),
-                "encoder backend": backend if backend == TORCH else f"{backend} (ONNX export of each model)",
+                "encoder backend": f"{backend} (ONNX export of each model)" if needs_export(backend) else backend,
             },
             embedding_caches=caches if eval_cfg.embedding_cache else None,
         )
@@ -210,10 +210,10 @@ def evaluate_tracked(
 
 
 def _load_encoder(ref: ModelRef, backend: str, store: ArtifactStore) -> BiEncoder | OnnxEncoder:
-    """``ref``'s encoder on ``backend``: torch loads the folder; an ONNX backend exports it first (into the store's
-    content-addressed export folder, reused by ``encoder_export`` and later evaluations)."""
-    if backend == TORCH:
-        return BiEncoder.load(ref.target)
+    """``ref``'s encoder on ``backend``: the torch backends load the folder; an ONNX backend exports it first (into
+    the store's content-addressed export folder, reused by ``encoder_export`` and later evaluations)."""
+    if not needs_export(backend):
+        return load_encoder(ref.target, backend)
     from lexdpr_pipeline.models.export import export_to_store
 
     return load_encoder(ref.target, backend, export_to_store(store, ref.target, ref.version, backend))

@@ -243,10 +243,17 @@ class EmbedResult:
     from_existing: bool  # the whole set already existed under its key
 
     def manifest(
-        self, model_path: str, encoder_backend: str = "torch", encoder_path: str | None = None
+        self,
+        model_path: str,
+        encoder_backend: str = "torch",
+        encoder_path: str | None = None,
+        *,
+        query_backend: str | None = None,
+        query_path: str | None = None,
     ) -> EmbeddingSetManifest:
         """What the ``passage_embeddings`` asset records (``model_path``: the model as it was chosen for this run;
-        ``encoder_backend`` / ``encoder_path``: the runtime that embedded it, which queries must use too)."""
+        ``encoder_backend`` / ``encoder_path``: the runtime that embedded it, which queries use too unless
+        ``query_backend`` / ``query_path`` name another one gated against these vectors)."""
         emb = self.embeddings
         return EmbeddingSetManifest(
             path=str(self.path),
@@ -259,6 +266,8 @@ class EmbedResult:
             encoded=self.encoded,
             encoder_backend=encoder_backend,
             encoder_path=encoder_path,
+            query_backend=query_backend,
+            query_path=query_path,
         )
 
 

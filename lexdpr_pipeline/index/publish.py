@@ -181,6 +181,8 @@ def publish_index(
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         encoder_backend=embeddings.encoder_backend,
         encoder_path=embeddings.encoder_path,
+        query_backend=embeddings.query_backend,
+        query_path=embeddings.query_path,
     )
     store.write_pointer(pointer)
     logger.info("published index %s (%s, %d passages)", faiss.content_hash[:20], faiss.faiss_type, faiss.passages)

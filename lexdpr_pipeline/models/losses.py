@@ -10,6 +10,10 @@ is relevant to that anchor (and it is not the anchor's own positive column).
 The mask is applied inside the similarity function, so the same code serves sentence-transformers'
 MultipleNegativesRankingLoss and its cached (GradCache) variant, whose score matrix is computed in row chunks.
 
+Under DDP (``train.nproc_per_node`` > 1) :func:`build_loss` is called with ``gather_across_devices``: the losses
+all-gather every rank's candidates, so an anchor is scored against the whole global batch. The masks follow: the
+labels are all-gathered too and each rank keeps its own rows of the global mask (:meth:`_MaskedSimilarity.start`).
+
 :class:`DistillToBase` adds a term that keeps the student's embeddings of the batch's texts (queries, positives and
 negatives alike) near those of the frozen base model (issue 14 §4, forgetting): the ranking loss only says how the
 training query types should be ranked; the term anchors everything else where the base had it.
@@ -29,7 +33,7 @@ from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
     MultipleNegativesRankingLoss,
 )
-from sentence_transformers.util import cos_sim
+from sentence_transformers.util import all_gather, cos_sim, get_rank, get_world_size
 from torch import Tensor, nn
 
 RELEVANT_CAP = 8  # relevant passage keys carried per row (a query with more positives is rare: 3.5 on average)
@@ -80,12 +84,20 @@ class _MaskedSimilarity:
         self.row = (self.row + scores.size(0)) % self.mask.size(0)
         return scores.masked_fill(rows, float("-inf"))
 
-    def start(self, labels: Tensor | None, n_doc_columns: int) -> None:
+    def start(self, labels: Tensor | None, n_doc_columns: int, gather: bool = False) -> None:
+        """Build this batch's mask. With ``gather`` (the loss all-gathers candidates across DDP ranks) the mask is
+        built over the gathered labels (candidates ordered as the loss gathers them: every rank's positives, then
+        every rank's negative_1, …) and this rank keeps its own anchors' rows. A collective: every rank calls it."""
         self.row = 0
         if labels is None or labels.dim() != 2:
             self.mask = None
             return
-        self.mask = duplicate_mask(labels, n_doc_columns)
+        if gather and get_world_size() > 1:
+            batch = labels.size(0)
+            offset = get_rank() * batch
+            self.mask = duplicate_mask(all_gather(labels), n_doc_columns)[offset : offset + batch]
+        else:
+            self.mask = duplicate_mask(labels, n_doc_columns)
         self.masked_total += int(self.mask.sum())
 
 
@@ -96,13 +108,17 @@ def _doc_columns(labels: Tensor) -> int:
 class MaskedMNRL(MultipleNegativesRankingLoss):
     """MultipleNegativesRankingLoss with in-batch duplicates masked (see module doc)."""
 
-    def __init__(self, model, scale: float = 20.0) -> None:
+    def __init__(self, model, scale: float = 20.0, gather_across_devices: bool = False) -> None:
         self.masked_similarity = _MaskedSimilarity()
-        super().__init__(model, scale=scale, similarity_fct=self.masked_similarity)
+        super().__init__(
+            model, scale=scale, similarity_fct=self.masked_similarity, gather_across_devices=gather_across_devices
+        )
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         # (MultipleNegativesRankingLoss.forward embeds and calls this; DistillToBase calls it with its embeddings.)
-        self.masked_similarity.start(labels, _doc_columns(labels) if labels is not None else 0)
+        self.masked_similarity.start(
+            labels, _doc_columns(labels) if labels is not None else 0, gather=self.gather_across_devices
+        )
         return super().compute_loss_from_embeddings(embeddings, labels)
 
     @property
@@ -135,13 +151,23 @@ class CachedMNRL(_CachedDistillHook, CachedMultipleNegativesRankingLoss):
 class MaskedCachedMNRL(_CachedDistillHook, CachedMultipleNegativesRankingLoss):
     """The cached (GradCache) variant with the same masking: large effective batches on small memory."""
 
-    def __init__(self, model, scale: float = 20.0, mini_batch_size: int = 16) -> None:
+    def __init__(
+        self, model, scale: float = 20.0, mini_batch_size: int = 16, gather_across_devices: bool = False
+    ) -> None:
         masked = _MaskedSimilarity()
-        super().__init__(model, scale=scale, similarity_fct=masked, mini_batch_size=mini_batch_size)
+        super().__init__(
+            model,
+            scale=scale,
+            similarity_fct=masked,
+            mini_batch_size=mini_batch_size,
+            gather_across_devices=gather_across_devices,
+        )
         self.__dict__["masked_similarity"] = masked
 
     def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False):
-        self.masked_similarity.start(labels, _doc_columns(labels) if labels is not None else 0)
+        self.masked_similarity.start(
+            labels, _doc_columns(labels) if labels is not None else 0, gather=self.gather_across_devices
+        )
         return super().calculate_loss(reps, labels, with_backward=with_backward)
 
     @property
@@ -265,21 +291,24 @@ def build_loss(
     distill_base: Any = None,
     distill_metric: str = "cosine",
     device: str | None = None,
+    gather_across_devices: bool = False,
 ):
     """``kind`` mnrl | cached_mnrl; ``scale = 1 / temperature``. With ``distill_weight > 0`` the ranking loss is
-    wrapped in :class:`DistillToBase` against ``distill_base`` (a model, or a folder / hub id loaded here once)."""
+    wrapped in :class:`DistillToBase` against ``distill_base`` (a model, or a folder / hub id loaded here once).
+    ``gather_across_devices`` (set under DDP, world size > 1): in-batch negatives come from every rank's share of the
+    batch, not only this rank's; duplicate masks are built over the gathered batch."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
     if distill_weight < 0:
         raise ValueError("distill_weight must be ≥ 0")
     scale = 1.0 / temperature
+    gather = {"gather_across_devices": gather_across_devices}
     if kind == "mnrl":
-        ranking = (
-            MaskedMNRL(model, scale=scale) if mask_duplicates else MultipleNegativesRankingLoss(model, scale=scale)
-        )
+        cls = MaskedMNRL if mask_duplicates else MultipleNegativesRankingLoss
+        ranking = cls(model, scale=scale, **gather)
     elif kind == "cached_mnrl":
         cls = MaskedCachedMNRL if mask_duplicates else CachedMNRL
-        ranking = cls(model, scale=scale, mini_batch_size=mini_batch_size)
+        ranking = cls(model, scale=scale, mini_batch_size=mini_batch_size, **gather)
     else:
         raise ValueError(f"unknown loss {kind!r}: use mnrl or cached_mnrl")
     if distill_weight == 0:

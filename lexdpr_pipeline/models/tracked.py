@@ -4,6 +4,10 @@
 split inside an MLflow run (tags, params, per-step metrics, the final validation at the last step, the training-curve
 PNG, the model itself or its path) and returns a :class:`TrackedTraining` with the :class:`TrainedModelManifest`.
 
+With ``train.nproc_per_node`` > 1 the training itself runs in torchrun workers
+(:func:`~lexdpr_pipeline.models.train_worker.train_distributed`); the MLflow run, the per-step metrics (replayed from
+the trainer's log history once training ends), the manifest and the model folder stay this process's, one each.
+
 The model's content key (:func:`model_key`) names its folder in the store: ``data/models/trained/<key[:20]>`` with
 the model in ``…/model`` and the trainer's checkpoints in ``…/checkpoints`` (an interrupted run with the same key
 resumes from them). A folder that already holds a finished model of the same key is reused: no training, no new run.
@@ -25,11 +29,13 @@ import polars as pl
 from lexdpr_pipeline.artifacts import ArtifactStore, BaseModelManifest, Kind, TrainedModelManifest
 from lexdpr_pipeline.evaluation.validation import validate_dense
 from lexdpr_pipeline.models.report import plot_training_history
+from lexdpr_pipeline.models.train_worker import ValidationInputs, check_launchable, train_distributed
 from lexdpr_pipeline.models.training import (
     TRAINING_FILE,
     duplicate_report,
     metrics_callback,
     read_training_metadata,
+    replay_log_history,
     train_biencoder,
     training_rows,
 )
@@ -50,7 +56,7 @@ from lexdpr_pipeline.tracking import (
 NOT_IN_KEY = frozenset({"resume", "device", "logging_steps", "save_total_limit"})
 #: Settings added after models were trained, at the value that trains what those models are: left out of the key at
 #: that value, so older models keep their keys (and are reused); any other value is part of the key.
-KEY_NEUTRAL = {"interpolate": 1.0, "distill_weight": 0.0, "type_weights": None}
+KEY_NEUTRAL = {"interpolate": 1.0, "distill_weight": 0.0, "type_weights": None, "nproc_per_node": 1}
 VALIDATION_KS = (1, 5, 10, 100)
 #: Maps an error raised inside the run to the MLflow status the run ends with and tags to set first.
 ErrorHook = Callable[[BaseException], tuple[str, Mapping[str, str]]]
@@ -145,6 +151,9 @@ def train_tracked(
     inside the active run: ``on_run_start`` once it exists, ``callbacks`` as extra trainer callbacks (the sweep's
     pruner), ``on_result`` after training (it may log more or raise), ``on_error`` on any error, to choose the
     run's final status and tags (default: FAILED).
+
+    ``train.nproc_per_node`` > 1 trains in torchrun workers (one per device): ``callbacks`` cannot reach them and are
+    refused; per-step metrics reach the run when training ends.
     """
     log = log or _log
     pairs_version = frame_content_hash(splits)
@@ -180,17 +189,23 @@ def train_tracked(
             rows=meta.get("rows", {}),
         )
 
-    validate = partial(
-        validate_dense,
-        splits=splits,
-        merged_corpus=corpus,
-        split="valid",
-        max_queries=train.eval_max_queries,
-        corpus_max_passages=train.eval_corpus_max_passages,
-        ks=tuple(sorted(set(validation_ks))),
-        seed=eval_cfg.seed,
-        batch_size=eval_cfg.batch_size,
-    )
+    distributed = train.nproc_per_node > 1
+    if distributed:
+        if callbacks:
+            raise ValueError(
+                f"train.nproc_per_node={train.nproc_per_node} trains in torchrun worker processes, which trainer "
+                "callbacks (a sweep's pruner) cannot reach: use train.nproc_per_node=1 here"
+            )
+        check_launchable(train)
+    validation_kwargs: dict[str, Any] = {
+        "split": "valid",
+        "max_queries": train.eval_max_queries,
+        "corpus_max_passages": train.eval_corpus_max_passages,
+        "ks": tuple(sorted(set(validation_ks))),
+        "seed": eval_cfg.seed,
+        "batch_size": eval_cfg.batch_size,
+    }
+    validate = partial(validate_dense, splits=splits, merged_corpus=corpus, **validation_kwargs)
     caller_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
     run_tags = {
         "pairs_data_version": pairs_version,
@@ -219,26 +234,40 @@ def train_tracked(
                     "train_mix": row_stats.mix(),  # rows per query type before/after train.type_weights
                 }
             )
-            result = train_biencoder(
-                base_model.load_target(),
-                rows,
-                row_stats,
-                train,
-                work_dir,
-                validate=validate,
-                callbacks=[metrics_callback(lambda metrics, step: log_metrics(metrics, step=step)), *callbacks],
-                metadata={
-                    "pairs_data_version": pairs_version,
-                    "corpus_version": corpus_version,
-                    "base_model_hash": base_model.content_hash,
-                    "content_key": key,
-                    "duplicates": duplicates,
-                    "mlflow_run_id": handle.run_id,
-                    "mlflow_url": handle.url,
-                    **({"dagster_run_id": caller_tags[DAGSTER_RUN_TAG]} if DAGSTER_RUN_TAG in caller_tags else {}),
-                    **(metadata or {}),
-                },
-            )
+            train_metadata = {
+                "pairs_data_version": pairs_version,
+                "corpus_version": corpus_version,
+                "base_model_hash": base_model.content_hash,
+                "content_key": key,
+                "duplicates": duplicates,
+                "mlflow_run_id": handle.run_id,
+                "mlflow_url": handle.url,
+                **({"dagster_run_id": caller_tags[DAGSTER_RUN_TAG]} if DAGSTER_RUN_TAG in caller_tags else {}),
+                **(metadata or {}),
+            }
+            if distributed:
+                result = train_distributed(
+                    base_model.load_target(),
+                    rows,
+                    row_stats,
+                    train,
+                    work_dir,
+                    validation=ValidationInputs(splits, corpus, validation_kwargs),
+                    metadata=train_metadata,
+                    log=log,
+                )
+                replay_log_history(result.history, lambda metrics, step: log_metrics(metrics, step=step))
+            else:
+                result = train_biencoder(
+                    base_model.load_target(),
+                    rows,
+                    row_stats,
+                    train,
+                    work_dir,
+                    validate=validate,
+                    callbacks=[metrics_callback(lambda metrics, step: log_metrics(metrics, step=step)), *callbacks],
+                    metadata=train_metadata,
+                )
             # At the last step: a metric logged without a step lands at step 0 and its chart jumps back. The
             # trainer's own end-of-training metrics (epoch, train_runtime, …) already came through the callback.
             log_metrics(result.metrics, prefix="final_valid.", step=result.global_step)

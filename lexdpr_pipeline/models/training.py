@@ -11,6 +11,10 @@ The pieces, in the order :func:`train_biencoder` uses them:
   Against forgetting: an optional distillation term to the frozen base (``train.distill_weight``, see losses.py) and
   WiSE-FT interpolation with the base (``train.interpolate``, see interpolate.py), applied to what is validated and
   saved.
+
+Under torchrun (``train.nproc_per_node`` > 1, see :mod:`lexdpr_pipeline.models.train_worker`) every rank runs
+:func:`train_biencoder`; the trainer sets up DDP from torchrun's environment, and only rank 0 validates at the end and
+saves the model.
 """
 
 from __future__ import annotations
@@ -272,6 +276,27 @@ class TrainResult:
     resumed_from: str | None
     global_step: int
     wall_time_s: float
+    world_size: int = 1  # training processes (torchrun ranks); 1: in-process training
+
+
+def world_size() -> int:
+    """Training processes of this run: torchrun's ``WORLD_SIZE``, 1 outside a distributed launch."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a distributed launch (torchrun's ``RANK``), or the only process: the one that writes results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _rank_device(device: str | None) -> str | None:
+    """The device of this process. Under torchrun with CUDA, each rank loads onto its own GPU (``cuda:LOCAL_RANK``)
+    rather than all onto ``cuda:0`` before the trainer moves them; otherwise ``device`` unchanged."""
+    if world_size() == 1 or "LOCAL_RANK" not in os.environ or device not in (None, "cuda"):
+        return device
+    import torch
+
+    return f"cuda:{int(os.environ['LOCAL_RANK'])}" if torch.cuda.is_available() else device
 
 
 def _precision(cfg: TrainSettings) -> tuple[bool, bool]:
@@ -343,6 +368,11 @@ def train_biencoder(
     ``work_dir/checkpoints`` holds the trainer's checkpoints; a second call with the same ``work_dir`` after an
     interruption resumes from the last one (``cfg.resume``). ``validate`` scores a model on validation queries
     (``{"ndcg@10": …}``); with it, the best checkpoint by nDCG@10 is kept and early stopping applies.
+
+    Under torchrun (world size > 1) every rank calls this with the same arguments; ``cfg.batch_size`` is per rank.
+    The in-training validations run on rank 0 only (sentence-transformers shards their encoding over the ranks and
+    broadcasts the metrics, so early stopping and the best checkpoint agree everywhere); the final validation and the
+    saved model are rank 0's alone, and other ranks return a result with empty metrics and nothing saved.
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -361,7 +391,9 @@ def train_biencoder(
     torch.manual_seed(cfg.seed)
     if Path(str(base)).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = SentenceTransformer(str(base), device=cfg.device)
+    world = world_size()
+    device = _rank_device(cfg.device)
+    model = SentenceTransformer(str(base), device=device)
     serving_length = model.max_seq_length  # training may use fewer tokens (speed); the saved model keeps the base's
     model.max_seq_length = cfg.max_seq_length
     if cfg.lora:
@@ -393,7 +425,8 @@ def train_biencoder(
         distill_weight=cfg.distill_weight,
         distill_base=base,
         distill_metric=cfg.distill_metric,
-        device=cfg.device,
+        device=device,
+        gather_across_devices=world > 1,  # in-batch negatives from the whole global batch, not one rank's share
     )
     # WiSE-FT (train.interpolate < 1): what is validated and saved is base + interpolate·(fine-tuned − base). LoRA
     # scales its adapter instead and needs no copy of the base weights; full fine-tuning needs them once.
@@ -403,7 +436,7 @@ def train_biencoder(
     score = validate
     if validate is not None and cfg.interpolate < 1:
         score = partial(_validate_mixed, validate, base_state, cfg.interpolate)
-    steps_per_epoch = math.ceil(rows.height / (cfg.batch_size * cfg.gradient_accumulation_steps))
+    steps_per_epoch = math.ceil(rows.height / (cfg.batch_size * cfg.gradient_accumulation_steps * world))
     max_steps = cfg.test_run_steps if cfg.test_run else (cfg.max_steps or -1)
     total = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     evaluator = ValidationEvaluator(score, template).evaluator if score else None
@@ -437,9 +470,11 @@ def train_biencoder(
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",
-        dataloader_drop_last=cfg.duplicates == "no_duplicates_sampler",
+        # under DDP every rank needs full, equal batches (gathered in-batch negatives); sentence-transformers would
+        # force this itself, with a warning
+        dataloader_drop_last=cfg.duplicates == "no_duplicates_sampler" or world > 1,
         disable_tqdm=False,
-        use_cpu=cfg.device == "cpu",
+        use_cpu=device == "cpu",
     )
     trainer_callbacks = list(callbacks)
     if evaluator is not None and cfg.early_stopping_patience:
@@ -451,13 +486,27 @@ def train_biencoder(
     if resume:
         _log.info("resuming from %s", resume)
     output = trainer.train(resume_from_checkpoint=resume)
+    model_dir = work_dir / "model"
+    if not trainer.is_world_process_zero():  # DDP: rank 0 validates and saves; the others are done
+        return TrainResult(
+            model_dir=model_dir,
+            metrics={},
+            train_metrics=dict(output.metrics),
+            history=list(trainer.state.log_history),
+            rows=row_stats,
+            duplicates={},
+            resumed_from=resume,
+            global_step=trainer.state.global_step,
+            wall_time_s=time.perf_counter() - started,
+            world_size=world,
+        )
     model.max_seq_length = serving_length
     interpolation = interpolate_(model, base_state, cfg.interpolate)  # the best checkpoint, mixed with the base
     final = validate(BiEncoder(model, template)) if validate else {}
-    model_dir = save_trained(
+    save_trained(
         model,
         template,
-        work_dir / "model",
+        model_dir,
         base=base,
         cfg=cfg,
         merge=cfg.lora and cfg.merge_lora,
@@ -470,6 +519,7 @@ def train_biencoder(
             "train_metrics": dict(output.metrics),
             "rows": row_stats.as_dict(),
             "global_step": trainer.state.global_step,
+            "world_size": world,
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "packages": _package_versions(),
             "masked_in_batch_pairs": getattr(loss, "masked_total", None),
@@ -485,15 +535,28 @@ def train_biencoder(
         resumed_from=resume,
         global_step=trainer.state.global_step,
         wall_time_s=time.perf_counter() - started,
+        world_size=world,
     )
 
 
 def _validate_mixed(
     validate: Callable[[BiEncoder], dict[str, float]], base_state: Any, alpha: float, encoder: BiEncoder
 ) -> dict[str, float]:
-    """Score the model as it will be saved: interpolated with its base for the call, restored afterwards."""
-    with interpolated(encoder.model, base_state, alpha):
-        return validate(encoder)
+    """Score the model as it will be saved: interpolated with its base for the call, restored afterwards.
+
+    Under DDP the interpolation exists on rank 0 only, so the other ranks must not encode shards of this validation
+    with their (not interpolated) replicas: sentence-transformers' sharded evaluator inference is switched off for
+    the call (``_distributed_inference``, set by ``distributed_evaluation``), and rank 0 encodes everything."""
+    model = encoder.model
+    sharded = getattr(model, "_distributed_inference", None)
+    if sharded is not None:
+        model._distributed_inference = None
+    try:
+        with interpolated(model, base_state, alpha):
+            return validate(encoder)
+    finally:
+        if sharded is not None:
+            model._distributed_inference = sharded
 
 
 # ---------------------------------------------------------------------------------------------- saving / loading
@@ -592,12 +655,26 @@ def metrics_callback(log: Callable[[dict[str, float], int], None]) -> Any:
 
     class _Callback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
-            numeric = {
-                k: float(v)
-                for k, v in (logs or {}).items()
-                if isinstance(v, int | float) and not isinstance(v, bool) and not _unmeasured(k, float(v))
-            }
+            numeric = _loggable(logs or {})
             if numeric:
                 log(numeric, state.global_step)
 
     return _Callback()
+
+
+def _loggable(logs: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in logs.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and not _unmeasured(k, float(v))
+    }
+
+
+def replay_log_history(history: Sequence[dict[str, Any]], log: Callable[[dict[str, float], int], None]) -> None:
+    """Hand a finished run's log history to ``log(metrics, step)`` as :func:`metrics_callback` would have during it:
+    for training in torchrun workers, whose trainer cannot reach the parent's MLflow run. Each entry is what the
+    trainer logged plus its ``step``."""
+    for entry in history:
+        numeric = _loggable({k: v for k, v in entry.items() if k != "step"})
+        if numeric:
+            log(numeric, int(entry.get("step", 0)))

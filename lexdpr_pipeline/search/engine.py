@@ -30,8 +30,9 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,9 @@ class SearchEngine:
         self.stale_passages = 0  # indexed passages the corpus no longer has (never returned)
         self._aliases = corpus.select("doc_id", "aliases") if "aliases" in corpus.columns else None
         self._linker: linking.QueryLinker | None = None  # built on the first query that needs it
+        # Where queries use another runtime than the index's passages: how to load the passages' one (embed_passages)
+        self.passage_loader: Callable[[], BiEncoder | OnnxEncoder] | None = None
+        self._passage_model: BiEncoder | OnnxEncoder | None = None
         self._first_row: dict[str, int] = {}
         self._linker_lock = threading.Lock()
         self._dense_rows: np.ndarray | None = None
@@ -249,6 +253,11 @@ class SearchEngine:
         return self._need_model().encode_queries(list(texts), batch_size=_QUERY_BATCH)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Passages by the encoder that embedded the index (loaded on first use where queries use another)."""
+        if self.passage_loader is not None:
+            if self._passage_model is None:
+                self._passage_model = self.passage_loader()
+            return self._passage_model.encode_passages(list(texts), batch_size=_QUERY_BATCH)
         return self._need_model().encode_passages(list(texts), batch_size=_QUERY_BATCH)
 
     # search -----------------------------------------------------------------------------------------------------------
@@ -574,13 +583,21 @@ def load_engine(settings: Settings, pointer: Path | IndexPointer | None = None) 
     )
     if dense.spec.faiss_type != "flat" and ptr.embeddings_path and Path(ptr.embeddings_path).is_dir():
         dense.attach_vectors(EmbeddingSet.load(Path(ptr.embeddings_path), mmap=True))
-    # Queries are encoded by the runtime that embedded the passages (torch, or the export the pointer names).
-    model = load_encoder(ptr.model_path, ptr.encoder_backend, ptr.encoder_path, threads=settings.embed.threads)
+    # Queries are encoded by the runtime the pointer names for them: the one that embedded the passages, or another
+    # gated against those vectors (encoder_export's query backend). Passages (embed_passages) always by the former.
+    query_backend, query_path = ptr.query_encoder()
+    threads = settings.embed.threads
+    model = load_encoder(ptr.model_path, query_backend, query_path, threads=threads)
     bm25 = BM25Index.load(ptr.bm25_path) if ptr.bm25_path else None
     keys = ("model_version", "index_version", "faiss_type", "model_path", "created_at", "passages", "encoder_backend")
     versions = {k: getattr(ptr, k) for k in keys}
+    versions["query_backend"] = query_backend
     versions["pointer"] = where
     engine = SearchEngine(corpus, model=model, dense=dense, bm25=bm25, settings=settings.search, versions=versions)
+    if query_backend != ptr.encoder_backend:
+        engine.passage_loader = partial(
+            load_encoder, ptr.model_path, ptr.encoder_backend, ptr.encoder_path, threads=threads
+        )
     if "auto" in (settings.search.fusion, settings.search.citation_linking):
         try:
             engine.fusion_params = store.find_fusion_params(ptr.model_version)

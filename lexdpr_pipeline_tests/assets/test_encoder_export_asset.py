@@ -196,6 +196,57 @@ def test_an_export_that_raises_is_reported_not_fatal(tmp_path: Path, tiny_model_
     assert on_gpu.chosen == "torch" and set(on_gpu.backends) == {"torch"}  # nothing exported, nothing gated
 
 
+def test_auto_takes_torch_bf16_on_a_cpu_with_native_bf16(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the CPU multiplies bf16 natively, auto tries torch-bf16 first: no export folder, the gate against fp32,
+    and the index, pointer and engine all run the bf16 encoder."""
+    monkeypatch.setattr(export_gate, "cpu_supports_bf16", lambda: True)
+    corpus = corpus_slice()
+    _splits(tmp_path, corpus)
+    settings = _settings(tmp_path, tiny_model_dir, "embed.gate_max_ndcg_drop=1.0")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, checks = _run(instance, index_defs(settings, tiny_model_dir, corpus))
+        assert result.success and all(checks.values())
+        store = ArtifactStore(tmp_path)
+        export = store.read_manifest("encoder_export", EncoderExportManifest)
+        assert (export.chosen, export.chosen_path, export.chosen_passed) == ("torch-bf16", None, True)
+        assert list(export.backends) == ["torch", "torch-bf16", "onnx-int8", "onnx"]  # tried in auto's order
+        assert export.backends["torch-bf16"]["gate"]["mean_cosine"] >= 0.999
+        assert export.encoder_version == "tiny-trained-v1|torch-bf16"
+        # single queries go to int8 (onnxruntime's per-call overhead is a fraction of torch's), gated as a pair
+        assert (export.query_backend, export.query_path) == ("onnx-int8", export.backends["onnx-int8"]["path"])
+        assert export.query_gate and export.query_gate["passed"] and export.query_gate["queries"] == "onnx-int8"
+        assert (
+            "Queries by onnx-int8 against passages by torch-bf16"
+            in latest_metadata(instance, dg.AssetKey("encoder_export"))["gate"]
+        )
+        assert all(export.backends[b]["query_p50_ms"] > 0 for b in export.backends)
+        pointer = store.read_pointer()
+        assert (pointer.encoder_backend, pointer.encoder_path) == ("torch-bf16", None)
+        assert pointer.query_encoder() == ("onnx-int8", export.query_path)
+        texts = corpus["text"].to_list()
+        emb = EmbeddingSet.load(Path(pointer.embeddings_path))
+        row = {pid: i for i, pid in enumerate(emb.ids)}
+        stored = np.asarray(emb.vectors)[[row[p] for p in corpus["passage_id"].to_list()]]
+        bf16 = load_encoder(tiny_model_dir, "torch-bf16").encode_passages(texts)
+        assert np.abs(stored - bf16).max() < 1e-5  # the stored vectors are the bf16 encoder's
+        engine = load_engine(settings)
+        assert isinstance(engine.model, OnnxEncoder) and engine.model.backend == "onnx-int8"
+        assert engine.versions["query_backend"] == "onnx-int8" and engine.versions["encoder_backend"] == "torch-bf16"
+        # passages (the API's /embed) come from the encoder that embedded the index
+        assert np.abs(engine.embed_passages(texts[:3]) - bf16[:3]).max() < 1e-5
+        torch_vectors = BiEncoder.load(tiny_model_dir).encode_passages(texts)
+        torch_queries = BiEncoder.load(tiny_model_dir).encode_queries(QUERIES)
+        for query, vec in zip(QUERIES, torch_queries, strict=True):
+            exact = int(np.argmax(torch_vectors @ vec))
+            assert engine.search(query, mode="dense", top_k=3)[0].passage_id == corpus["passage_id"][exact]
+
+
 @pytest.fixture(autouse=True)
-def _quiet_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quiet_hub(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if "native_bf16" not in request.node.name:
+        # A CPU without native bf16, whatever this machine has: these tests are about the ONNX exports (auto would
+        # otherwise try torch-bf16 first on AMX / AVX-512 BF16 CPUs); the test above covers the bf16 choice.
+        monkeypatch.setattr(export_gate, "cpu_supports_bf16", lambda: False)

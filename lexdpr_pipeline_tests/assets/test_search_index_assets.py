@@ -39,6 +39,8 @@ POINTER_KEYS = {
     "created_at",
     "encoder_backend",
     "encoder_path",
+    "query_backend",  # None: queries by encoder_backend
+    "query_path",
 }
 
 

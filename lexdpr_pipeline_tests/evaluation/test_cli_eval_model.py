@@ -17,7 +17,7 @@ from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.storage import write_parquet
 from lexdpr_pipeline_tests.evaluation.conftest import corpus_frame, splits_frame
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})  # rich wraps error panels to the terminal: a fixed width
 
 
 @pytest.fixture

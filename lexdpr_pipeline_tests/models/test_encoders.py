@@ -10,16 +10,22 @@ import pytest
 
 from lexdpr_pipeline.index.embeddings import EmbeddingCache, embed_corpus
 from lexdpr_pipeline.models.biencoder import BiEncoder
-from lexdpr_pipeline.models.encoders import encoder_version, load_encoder
+from lexdpr_pipeline.models.encoders import cpu_supports_bf16, encoder_version, load_encoder, needs_export
 from lexdpr_pipeline.models.export import export_encoder
-from lexdpr_pipeline.models.export_gate import BackendResult, backends_to_try, choose_backend, gate_sample
+from lexdpr_pipeline.models.export_gate import (
+    BackendResult,
+    backends_to_try,
+    choose_backend,
+    choose_query_backend,
+    gate_sample,
+)
 from lexdpr_pipeline.models.onnx_encoder import OnnxEncoder
 
 
 def test_encoder_version_keeps_torch_and_separates_exports() -> None:
     assert encoder_version("abc") == encoder_version("abc", "torch") == "abc"  # existing caches stay valid
-    versions = {encoder_version("abc", b) for b in ("torch", "onnx", "onnx-int8")}
-    assert len(versions) == 3
+    versions = {encoder_version("abc", b) for b in ("torch", "torch-bf16", "onnx", "onnx-int8")}
+    assert len(versions) == 4
     with pytest.raises(ValueError, match="unknown encoder backend"):
         encoder_version("abc", "openvino")
 
@@ -77,10 +83,53 @@ def test_gate_sample_holds_the_positives_and_is_seeded() -> None:
 
 def test_auto_choice_and_what_each_setting_exports() -> None:
     assert backends_to_try("torch") == () and backends_to_try("onnx") == ("onnx",)
-    assert backends_to_try("auto") == ("onnx-int8", "onnx")
-    assert backends_to_try("auto", gpu=True) == () and backends_to_try("onnx", gpu=True) == ("onnx",)
+    assert backends_to_try("auto") == ("onnx-int8", "onnx")  # no native bf16: torch-bf16 would be slower than fp32
+    assert backends_to_try("auto", bf16=True) == ("torch-bf16", "onnx-int8", "onnx")
+    assert backends_to_try("torch-bf16") == ("torch-bf16",)  # forced: gated even where it is slow
+    assert backends_to_try("auto", gpu=True, bf16=True) == () and backends_to_try("onnx", gpu=True) == ("onnx",)
+    with pytest.raises(ValueError, match="unknown encoder backend"):
+        backends_to_try("openvino")
     ok, bad = BackendResult("x", passed=True), BackendResult("x", passed=False)
-    assert choose_backend("auto", {"onnx-int8": ok, "onnx": ok}) == "onnx-int8"
-    assert choose_backend("auto", {"onnx-int8": bad, "onnx": ok}) == "onnx"
-    assert choose_backend("auto", {"onnx-int8": bad, "onnx": bad}) == "torch"
+    torch_ok = {"torch": ok}
+    assert choose_backend("auto", {**torch_ok, "onnx-int8": ok, "onnx": ok}) == "onnx-int8"
+    assert choose_backend("auto", {**torch_ok, "onnx-int8": bad, "onnx": ok}) == "onnx"
+    assert choose_backend("auto", {**torch_ok, "onnx-int8": bad, "onnx": bad}) == "torch"
+    assert choose_backend("auto", {**torch_ok, "torch-bf16": ok, "onnx-int8": ok}) == "torch-bf16"
+    assert choose_backend("auto", {**torch_ok, "torch-bf16": bad, "onnx-int8": ok}) == "onnx-int8"
     assert choose_backend("onnx-int8", {"onnx-int8": bad}) == "onnx-int8"  # forced: the check reports it
+    # queries: only auto's torch-bf16 hands them to onnxruntime (the first ONNX backend that passed)
+    gated = {**torch_ok, "torch-bf16": ok, "onnx-int8": bad, "onnx": ok}
+    assert choose_query_backend("auto", "torch-bf16", gated) == "onnx"
+    assert choose_query_backend("auto", "torch-bf16", {**gated, "onnx": bad}) is None
+    assert choose_query_backend("torch-bf16", "torch-bf16", gated) is None  # forced: one runtime for both
+    assert choose_query_backend("auto", "onnx-int8", {**gated, "onnx-int8": ok}) is None
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    def cpuinfo(name: str, flags: str) -> str:
+        path = tmp_path / name
+        path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\n", encoding="utf-8")
+        return str(path)
+
+    assert cpu_supports_bf16(cpuinfo("amx", "avx512f amx_tile amx_bf16 amx_int8"))
+    assert cpu_supports_bf16(cpuinfo("zen4", "avx512f avx512_bf16 avx512_vnni"))
+    assert not cpu_supports_bf16(cpuinfo("vnni", "avx512f avx512_vnni avx2"))  # int8 only: auto keeps onnx-int8
+    assert not cpu_supports_bf16(str(tmp_path / "missing"))
+
+
+def test_torch_bf16_is_close_to_fp32_and_never_saved(tiny_model_dir: Path, tmp_path: Path) -> None:
+    texts = ["국가배상 책임", "가등기담보 실행에 관한 법률 제3조", "손해배상 청구의 소", "공무원"] * 3
+    fp32 = load_encoder(tiny_model_dir, "torch")
+    bf16 = load_encoder(tiny_model_dir, "torch-bf16")
+    assert isinstance(bf16, BiEncoder) and bf16.precision == "bf16" and not needs_export("torch-bf16")
+    layers = [m for m in bf16.model.modules() if type(m).__name__ == "Linear"]
+    assert layers and all(str(m.weight.dtype) == "torch.bfloat16" for m in layers)
+    for encode in ("encode_passages", "encode_queries"):
+        a, b = getattr(fp32, encode)(texts), getattr(bf16, encode)(texts)
+        assert b.dtype == np.float32 and b.shape == a.shape
+        assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)  # normalized in fp32
+        cosine = (a * b).sum(axis=1)
+        assert cosine.min() > 0.999 and not np.array_equal(a, b)  # close, but really computed in bf16
+    assert bf16.encode_queries([]).shape == (0, a.shape[1])
+    with pytest.raises(ValueError, match="encoding only"):
+        bf16.save(tmp_path / "out")
