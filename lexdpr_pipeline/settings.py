@@ -264,11 +264,12 @@ class EvalSettings(_Section):
         "(demo-sized trainings of a few steps may lose a type)",
     )
     compare_bm25: bool = True
-    backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
+    backend: Literal["torch", "auto", "torch-bf16", "onnx", "onnx-int8"] = Field(
         "torch",
-        description="Encoder runtime of the evaluated dense models: torch (the reference), torch-bf16 (~4x on CPUs "
-        "with AMX/AVX-512 BF16, near-lossless), or their ONNX export (made once, content-addressed; int8: ~2.4x on "
-        "CPUs with VNNI). The report and MLflow name it; vectors are cached per backend",
+        description="Encoder runtime of the evaluated dense models: torch (the reference), torch-bf16 (several times "
+        "faster on CPUs with AMX/AVX-512 BF16, near-lossless), their ONNX export (made once, content-addressed; "
+        "int8: ~2.4x on CPUs with VNNI), or auto: torch on a GPU, else torch-bf16 where the CPU has native bf16, "
+        "else onnx-int8. The report and MLflow name it; vectors are cached per backend",
     )
     exclude_query_document: bool = Field(
         True, description="Drop the passages of the decision a query was taken from (they are not answers)"

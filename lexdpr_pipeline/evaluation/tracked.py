@@ -38,6 +38,7 @@ from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.models.encoders import encoder_version, load_encoder, needs_export
+from lexdpr_pipeline.models.export_gate import batch_backend
 from lexdpr_pipeline.settings import EvalSettings, TrackingSettings
 from lexdpr_pipeline.storage import frame_content_hash
 from lexdpr_pipeline.tracking import log_artifact_or_path, log_metrics, log_params, start_run, target_for
@@ -118,7 +119,7 @@ def evaluate_tracked(
     base = ModelRef.of(base_model) if base_model is not None and eval_cfg.compare_base else None
     refs = {FINE_TUNED: model, **({BASE: base} if base is not None else {})}
     # Loaders, so only one model is in memory at a time; the full BM25 index only when it matches the corpus.
-    backend = eval_cfg.backend
+    backend = batch_backend(eval_cfg.backend)
     models = {name: partial(_load_encoder, ref, backend, store) for name, ref in refs.items()}
     # The passage_embeddings asset's per-model caches: passages are encoded once per model version (and backend), so
     # the zero-shot base is not re-encoded by every evaluation and the embeddings asset reuses what evaluation encoded.

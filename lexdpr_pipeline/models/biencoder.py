@@ -70,15 +70,17 @@ class Template:
 
 
 PRECISIONS = ("fp32", "bf16")
+BF16_TOKEN_BUDGET = 4096  # padded tokens per bf16 forward batch (rows x longest row)
 
 
 class BiEncoder:
     """A sentence-transformers model + its template. Embeddings are L2-normalized float32.
 
-    ``precision="bf16"`` (the ``torch-bf16`` backend) casts the linear layers to bfloat16 and encodes under autocast:
-    the matrix products run in bf16 (AMX / AVX-512 BF16 on CPUs, tensor cores on GPUs) while layer norms, softmax,
-    pooling and normalization stay fp32 — vectors within ~1e-5 cosine of fp32 at several times its CPU speed. It is
-    for encoding only: a bf16 model is never trained or saved.
+    ``precision="bf16"`` (the ``torch-bf16`` backend) casts the whole model to bfloat16: the matrix products and
+    attention run in bf16 (AMX / AVX-512 BF16 on CPUs, tensor cores on GPUs); the sentence vectors are normalized
+    again in fp32. Cosine to the fp32 vectors ~0.99997 (min 0.99996 on 400 corpus passages), 3x fp32's passages/s
+    on 2 AMX cores. Autocast over bf16 linear layers (fp32 layer norms) was as exact but slower (2.55x): its casts
+    between the two types took 14% of the time. It is for encoding only: a bf16 model is never trained or saved.
     """
 
     def __init__(self, model: SentenceTransformer, template: Template, *, precision: str = "fp32") -> None:
@@ -90,7 +92,9 @@ class BiEncoder:
         model.prompts = template.prompts()
         model.default_prompt_name = None
         if precision == "bf16":
-            _linear_to_bf16(model)
+            import torch
+
+            model.to(torch.bfloat16)
 
     @classmethod
     def load(
@@ -132,29 +136,38 @@ class BiEncoder:
             return np.asarray(emb, dtype=np.float32)
         import torch
 
+        from lexdpr_pipeline.models.onnx_encoder import token_budget_batches
+
+        texts = list(texts)
+        dim = self.model.get_embedding_dimension() or 0
+        out = np.zeros((len(texts), dim), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.model.get_embedding_dimension() or 0), dtype=np.float32)
-        with torch.autocast(self.model.device.type, dtype=torch.bfloat16):
-            emb = self.model.encode(
-                list(texts), prompt=prompt, batch_size=batch_size, show_progress_bar=progress, convert_to_tensor=True
-            )
-        # fp32 before numpy (numpy has no bf16), normalized in fp32 (a norm taken in bf16 is off by up to ~1e-3)
-        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+            return out
+        # Batches by a padded-token budget (longest first), not a row count: bf16 attention on CPU slows down on big
+        # padded batches (measured: 16 rows of ~200 tokens 20% faster than 32)
+        tokenizer = self.model.tokenizer
+        limit = self.model.max_seq_length
+        lengths = [
+            len(ids) for ids in tokenizer([prompt + t for t in texts], truncation=True, max_length=limit)["input_ids"]
+        ]
+        batches = token_budget_batches(lengths, BF16_TOKEN_BUDGET, batch_size)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(texts), desc="encode (torch-bf16)", disable=not progress) as bar:
+            for batch in batches:
+                emb = self.model.encode(
+                    [texts[i] for i in batch], prompt=prompt, batch_size=len(batch), convert_to_tensor=True
+                )
+                # fp32 before numpy (numpy has no bf16), normalized in fp32 (a norm taken in bf16 is off by ~1e-3)
+                out[batch] = torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+                bar.update(len(batch))
+        return out
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.template.query, batch_size, progress)
 
     def encode_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.template.passage, batch_size, progress)
-
-
-def _linear_to_bf16(model: SentenceTransformer) -> None:
-    """Cast every ``nn.Linear`` of ``model`` to bfloat16 in place (embeddings, layer norms stay fp32)."""
-    import torch
-
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            module.to(torch.bfloat16)
 
 
 def _load_with_adapter(model_dir: Path, adapter: dict, device: str) -> SentenceTransformer:

@@ -9,8 +9,8 @@ backends existed stay valid.
 Backends:
 
 - ``torch``: sentence-transformers in fp32, the reference every other backend is gated against;
-- ``torch-bf16``: the same model with its linear layers in bfloat16 under autocast (layer norms, softmax and pooling
-  stay fp32). Fast only where the hardware multiplies bf16 natively — CPUs with AMX or AVX-512 BF16 (Intel Sapphire
+- ``torch-bf16``: the same model cast to bfloat16 (vectors renormalized in fp32). Fast only where the hardware
+  multiplies bf16 natively — CPUs with AMX or AVX-512 BF16 (Intel Sapphire
   Rapids and later, AMD Zen 4 and later) and CUDA GPUs — and needs no export;
 - ``onnx`` / ``onnx-int8``: an ``encoder_export`` folder run by onnxruntime (fp32 / dynamic int8; int8 is the fast
   one on CPUs with AVX-512 VNNI but no bf16).

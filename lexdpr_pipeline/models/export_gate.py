@@ -153,6 +153,17 @@ def auto_order(*, bf16: bool) -> tuple[str, ...]:
     return ((TORCH_BF16,) if bf16 else ()) + ONNX_BACKENDS
 
 
+def batch_backend(requested: str, *, gpu: bool | None = None, bf16: bool | None = None) -> str:
+    """The backend for bulk encoding without a gate run (``eval.backend``): ``requested`` unless ``auto``, which is
+    torch on a CUDA GPU, else ``torch-bf16`` on a CPU with native bf16, else ``onnx-int8`` (both within 1% nDCG@10 of
+    torch fp32 wherever ``encoder_export`` gated them; the report names the backend)."""
+    if requested != "auto":
+        return check_backend(requested)
+    if gpu_available() if gpu is None else gpu:
+        return TORCH
+    return TORCH_BF16 if (cpu_supports_bf16() if bf16 is None else bf16) else ONNX_BACKENDS[0]
+
+
 def backends_to_try(requested: str, *, gpu: bool = False, bf16: bool = False) -> tuple[str, ...]:
     """The backends ``embed.backend`` gates: none for torch (or auto on a GPU machine), one when forced, and
     :func:`auto_order` for auto (``bf16``: whether the CPU multiplies bf16 natively)."""

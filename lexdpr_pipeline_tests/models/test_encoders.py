@@ -15,6 +15,7 @@ from lexdpr_pipeline.models.export import export_encoder
 from lexdpr_pipeline.models.export_gate import (
     BackendResult,
     backends_to_try,
+    batch_backend,
     choose_backend,
     choose_query_backend,
     gate_sample,
@@ -105,6 +106,15 @@ def test_auto_choice_and_what_each_setting_exports() -> None:
     assert choose_query_backend("auto", "onnx-int8", {**gated, "onnx-int8": ok}) is None
 
 
+def test_eval_backend_auto() -> None:
+    assert batch_backend("auto", gpu=False, bf16=True) == "torch-bf16"
+    assert batch_backend("auto", gpu=False, bf16=False) == "onnx-int8"
+    assert batch_backend("auto", gpu=True, bf16=True) == "torch"
+    assert batch_backend("onnx", gpu=True) == "onnx"  # an explicit backend is kept
+    with pytest.raises(ValueError, match="unknown encoder backend"):
+        batch_backend("openvino")
+
+
 def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
     def cpuinfo(name: str, flags: str) -> str:
         path = tmp_path / name
@@ -122,8 +132,8 @@ def test_torch_bf16_is_close_to_fp32_and_never_saved(tiny_model_dir: Path, tmp_p
     fp32 = load_encoder(tiny_model_dir, "torch")
     bf16 = load_encoder(tiny_model_dir, "torch-bf16")
     assert isinstance(bf16, BiEncoder) and bf16.precision == "bf16" and not needs_export("torch-bf16")
-    layers = [m for m in bf16.model.modules() if type(m).__name__ == "Linear"]
-    assert layers and all(str(m.weight.dtype) == "torch.bfloat16" for m in layers)
+    weights = list(bf16.model.parameters())
+    assert weights and all(str(w.dtype) == "torch.bfloat16" for w in weights)
     for encode in ("encode_passages", "encode_queries"):
         a, b = getattr(fp32, encode)(texts), getattr(bf16, encode)(texts)
         assert b.dtype == np.float32 and b.shape == a.shape
