@@ -7,7 +7,7 @@ index hot swap in the middle of a run (zero failed requests expected).
 Starts ``lex-dpr api --workers N`` on a free 127.0.0.1 port (rate limit off, no API key), waits for /health, then
 runs ``wrk`` (Debian: ``apt-get install wrk``) for each mode in ``--modes`` at each ``--clients`` count, rotating
 real Korean legal queries. The swap run re-publishes the served pointer (same index, new ``created_at``) after a
-third of its duration; every worker reloads it (``api.reload_check_s``) while serving. wrk and the server share the
+sixth of its duration; every worker reloads it (``api.reload_check_s``) while serving. wrk and the server share the
 machine's cores, so on a small machine the figures are a lower bound of what the server does alone.
 """
 
@@ -72,6 +72,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--modes", default="dense,hybrid")
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--duration", type=int, default=20, help="seconds per run")
+    p.add_argument(
+        "--swap-duration",
+        type=int,
+        help="seconds of the hot-swap run (default: 3 x --duration); it must outlast a worker's reload of the index "
+        "(about a minute for the whole sample index on 2 busy cores), or the run ends before any swap completes",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     return p.parse_args(argv)
 
@@ -158,8 +164,9 @@ def run(args: argparse.Namespace) -> dict:
                     rows.append(row)
                     print(json.dumps(row, ensure_ascii=False), flush=True)
             before = _metric(httpx.get(f"{base}/metrics", timeout=10).text, "lexdpr_index_reloads_total")
-            swap = _republish(pointer, args.duration / 3)
-            row = _wrk(f"{base}/search", lua, "hybrid", 8, args.duration)
+            swap_duration = args.swap_duration or 3 * args.duration
+            swap = _republish(pointer, swap_duration / 6)
+            row = _wrk(f"{base}/search", lua, "hybrid", 8, swap_duration)
             swap.join()
             time.sleep(2)
             after = _metric(httpx.get(f"{base}/metrics", timeout=10).text, "lexdpr_index_reloads_total")

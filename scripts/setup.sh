@@ -15,6 +15,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # exactly and 1.13.28's release is not on PyPI: 0.29.27 (constraints.txt) goes in beside it without its deps.
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,postgres]"
   .venv/bin/python -m pip install --quiet --no-deps -c constraints.txt dagster-postgres
+  # k8s: the executor deploy/helm configures (schedule.executor: k8s); 0.29.27 the same way, its client from PyPI.
+  .venv/bin/python -m pip install --quiet -c constraints.txt "kubernetes<37"
+  .venv/bin/python -m pip install --quiet --no-deps -c constraints.txt dagster-k8s
   echo "$want" > "$stamp"
 fi
 # Persistent Dagster instance under data/ so history (and staleness) survives between CLI runs.

@@ -123,7 +123,9 @@ class BiEncoder:
         self.template.save(path)
         return Path(path)
 
-    def _encode(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
+    def _encode(
+        self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool, unit: str = "texts"
+    ) -> np.ndarray:
         if self.precision == "fp32":
             emb = self.model.encode(
                 list(texts),
@@ -153,7 +155,7 @@ class BiEncoder:
         batches = token_budget_batches(lengths, BF16_TOKEN_BUDGET, batch_size)
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(texts), desc="encode (torch-bf16)", disable=not progress) as bar:
+        with tqdm(total=len(texts), desc="encode (torch-bf16)", unit=unit, disable=not progress) as bar:
             for batch in batches:
                 emb = self.model.encode(
                     [texts[i] for i in batch], prompt=prompt, batch_size=len(batch), convert_to_tensor=True
@@ -164,10 +166,10 @@ class BiEncoder:
         return out
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.template.query, batch_size, progress)
+        return self._encode(texts, self.template.query, batch_size, progress, "queries")
 
     def encode_passages(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.template.passage, batch_size, progress)
+        return self._encode(texts, self.template.passage, batch_size, progress, "passages")
 
 
 def _load_with_adapter(model_dir: Path, adapter: dict, device: str) -> SentenceTransformer:
