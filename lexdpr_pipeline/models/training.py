@@ -487,10 +487,11 @@ def train_biencoder(
         _log.info("resuming from %s", resume)
     output = trainer.train(resume_from_checkpoint=resume)
     model_dir = work_dir / "model"
-    if not trainer.is_world_process_zero():  # DDP: rank 0 validates and saves; the others are done
+
+    def result(metrics: dict[str, float]) -> TrainResult:
         return TrainResult(
             model_dir=model_dir,
-            metrics={},
+            metrics=metrics,
             train_metrics=dict(output.metrics),
             history=list(trainer.state.log_history),
             rows=row_stats,
@@ -500,6 +501,9 @@ def train_biencoder(
             wall_time_s=time.perf_counter() - started,
             world_size=world,
         )
+
+    if not trainer.is_world_process_zero():  # DDP: rank 0 validates and saves; the others are done
+        return result({})
     model.max_seq_length = serving_length
     interpolation = interpolate_(model, base_state, cfg.interpolate)  # the best checkpoint, mixed with the base
     final = validate(BiEncoder(model, template)) if validate else {}
@@ -525,18 +529,7 @@ def train_biencoder(
             "masked_in_batch_pairs": getattr(loss, "masked_total", None),
         },
     )
-    return TrainResult(
-        model_dir=model_dir,
-        metrics=final,
-        train_metrics=dict(output.metrics),
-        history=list(trainer.state.log_history),
-        rows=row_stats,
-        duplicates={},
-        resumed_from=resume,
-        global_step=trainer.state.global_step,
-        wall_time_s=time.perf_counter() - started,
-        world_size=world,
-    )
+    return result(final)
 
 
 def _validate_mixed(
