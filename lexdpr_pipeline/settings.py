@@ -353,6 +353,12 @@ class IndexSettings(_Section):
     )
     expansion_max_decisions: int = Field(8, ge=1, description="citation_expansion: citing decisions per article")
     expansion_max_chars: int = Field(2000, ge=1, description="citation_expansion: characters per article")
+    expansion_sources: list[Literal["law", "prec"]] = Field(
+        ["law"],
+        min_length=1,
+        description="citation_expansion: expand statute articles (law: the 판시사항 of train-split decisions citing "
+        "them) and/or cited decisions (prec: the 판시사항 of later train-split decisions citing them)",
+    )
 
 
 class SearchSettings(_Section):

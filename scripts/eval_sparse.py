@@ -46,6 +46,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", default="0,0.5,1,2", help="expansion weights to score (0 = no expansion)")
     p.add_argument("--max-type-drop", type=float, default=0.02, help="choice rule: largest relative per-type loss")
     p.add_argument("--json", type=Path, help="also write the table and the choice here")
+    p.add_argument("--sources", help="expansion sources, e.g. law,prec (default: the config's index.expansion_sources)")
+    p.add_argument("--splits", default="valid,test", help="splits to score (valid alone while choosing)")
     return p.parse_args(argv)
 
 
@@ -70,6 +72,8 @@ def choose_weight(table: pl.DataFrame, max_type_drop: float) -> float:
     valid = table.filter((pl.col("split") == "valid") & (pl.col("system") == "bm25"))
     types = valid.filter(pl.col("group").str.starts_with("type:"))
     reference = dict(types.filter(pl.col("expansion_weight") == 0).select("group", "ndcg@10").iter_rows())
+    if not reference:
+        raise SystemExit("the choice rule compares with weight 0: include 0 in --weights")
     best, best_score = 0.0, float("-inf")
     for weight in sorted(set(valid["expansion_weight"].to_list())):
         rows = types.filter(pl.col("expansion_weight") == weight)
@@ -112,7 +116,9 @@ def run(args: argparse.Namespace) -> dict:
         corpus,
         split_config(settings),
         ExpansionConfig(
-            max_decisions=settings.index.expansion_max_decisions, max_chars=settings.index.expansion_max_chars
+            max_decisions=settings.index.expansion_max_decisions,
+            max_chars=settings.index.expansion_max_chars,
+            sources=tuple(args.sources.split(",") if args.sources else settings.index.expansion_sources),
         ),
     )
     print(f"expansion: {json.dumps(stats.as_dict(), ensure_ascii=False)}", flush=True)
@@ -120,7 +126,8 @@ def run(args: argparse.Namespace) -> dict:
         corpus.select("passage_id", "doc_id"), on="passage_id", how="left", maintain_order="left"
     )
     field = base.with_expansion_texts(passage_expansions(order, expansion))
-    plan = EvalPlan(ks=(1, 5, 10, 100), splits=("valid", "test"), corpus_max_passages=None, seed=settings.eval.seed)
+    splits_scored = tuple(args.splits.split(","))
+    plan = EvalPlan(ks=(1, 5, 10, 100), splits=splits_scored, corpus_max_passages=None, seed=settings.eval.seed)
     tables = []
     for weight in [float(w) for w in args.weights.split(",")]:
         index = field.with_expansion_weight(weight) if weight > 0 else base
@@ -135,7 +142,7 @@ def run(args: argparse.Namespace) -> dict:
     table = pl.concat(tables)
     chosen = choose_weight(table, args.max_type_drop)
     print(f"\ncorpus: the whole merged_corpus ({corpus.height} passages); split: {split_config(settings).mode}")
-    for split in ("valid", "test"):
+    for split in splits_scored:
         print(f"\n## {split}: nDCG@10 (Recall@100)\n")
         print(markdown(table, split))
     print(f"\nexpansion weight chosen on valid (max per-type drop {args.max_type_drop:.0%}): {chosen:g}")

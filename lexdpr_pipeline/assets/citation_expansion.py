@@ -35,6 +35,7 @@ def expansion_config(settings: Settings) -> ExpansionConfig:
         max_decisions=settings.index.expansion_max_decisions,
         max_chars=settings.index.expansion_max_chars,
         include_former=settings.pairs.include_former_citations,
+        sources=tuple(settings.index.expansion_sources),
     )
 
 
@@ -66,6 +67,7 @@ def citation_expansion(
         preview_columns=["doc_id", "n_decisions", "n_citing", "decision_ids", "expansion_text"],
         metadata={
             "articles_expanded": dg.MetadataValue.int(stats.articles_expanded),
+            "precedents_expanded": dg.MetadataValue.int(stats.precedents_expanded),
             "statute_articles": dg.MetadataValue.int(stats.statute_articles),
             "share_expanded": dg.MetadataValue.float(round(stats.share_expanded, 4)),
             "cutoff": stats.cutoff,

@@ -1,4 +1,4 @@
-"""Citation-context expansion of statute articles: how courts describe the issue an article governs.
+"""Citation-context expansion of statute articles (and cited decisions): how courts describe the issue they govern.
 
 An article's own words rarely match a question; the 판시사항 of the decisions that cite it do. For each statute
 article this collects the 판시사항 of its citing decisions (``precedent_citations`` rows resolved to ``law:`` ids) —
@@ -11,6 +11,11 @@ Per article: the most recent decisions first, identical texts once, at most ``ma
 parts (as ``cross_law`` queries do). The result is a table of its own (:data:`EXPANSION_SCHEMA`), joined to passages
 by ``doc_id`` for BM25's second field; it never changes the ``text`` users see. ``decision_ids`` and ``cutoff`` are
 its provenance.
+
+Precedents (``ExpansionConfig.sources`` with ``prec``): a decision cited by later train-split decisions (their
+참조판례, resolved to ``prec:`` ids) gets those decisions' 판시사항 the same way — how later courts restated the rule it
+is cited for, which is exactly what a new decision citing it says. The cited decision is always older than the
+citing one, so it is a train-split decision too; a valid/test decision is never expanded and never contributes.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from lexdpr_pipeline.text.passages import duplicate_groups
 
 EXPANSION_SCHEMA = pl.Schema(
     {
-        "doc_id": pl.String(),  # the statute article (law:…)
+        "doc_id": pl.String(),  # the statute article (law:…) or, with sources incl. prec, the cited decision (prec:…)
         "expansion_text": pl.String(),  # the citing decisions' 판시사항, most recent first, "\n"-joined
         "n_decisions": pl.Int32(),  # decisions whose text is in expansion_text (len(decision_ids))
         "n_citing": pl.Int32(),  # train-split decisions citing the article, before dedup and the cap
@@ -38,6 +43,8 @@ EXPANSION_SCHEMA = pl.Schema(
     }
 )
 SEPARATOR = "\n"
+EXPANDABLE = ("law", "prec")
+_KIND = {"law": "statute", "prec": "case"}  # precedent_citations.kind of the citations that expand each source
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,13 @@ class ExpansionConfig:
     max_decisions: int = 8
     max_chars: int = 2000
     include_former: bool = True  # 구법 citations count (they resolve to the current article, as for pairs)
+    sources: tuple[str, ...] = ("law",)  # expand statute articles (law) and/or cited decisions (prec)
 
     def __post_init__(self) -> None:
         if self.max_decisions < 1 or self.max_chars < 1:
             raise ValueError(f"need max_decisions >= 1 and max_chars >= 1, got {self}")
+        if not self.sources or set(self.sources) - set(EXPANDABLE):
+            raise ValueError(f"expansion sources must be a non-empty subset of {EXPANDABLE}, got {self.sources}")
 
 
 @dataclass
@@ -62,6 +72,8 @@ class ExpansionStats:
     skipped: Counter[str] = field(default_factory=Counter)
     duplicate_texts: int = 0
     truncated_articles: int = 0
+    precedents: int = 0  # prec: documents in the corpus (counted when sources include prec)
+    precedents_expanded: int = 0
 
     @property
     def share_expanded(self) -> float:
@@ -78,6 +90,8 @@ class ExpansionStats:
             "excluded_by_split": self.excluded_by_split,
             "duplicate_texts": self.duplicate_texts,
             "truncated_articles": self.truncated_articles,
+            "precedents": self.precedents,
+            "precedents_expanded": self.precedents_expanded,
             "skipped": dict(self.skipped),
         }
 
@@ -118,16 +132,23 @@ def citation_expansion(
     split: SplitConfig,
     config: ExpansionConfig | None = None,
 ) -> tuple[pl.DataFrame, ExpansionStats]:
-    """One row per statute article of ``merged_corpus`` cited by ≥ 1 train-split decision (see the module doc)."""
+    """One row per statute article (and, with ``config.sources`` incl. ``prec``, per decision) of ``merged_corpus``
+    cited by ≥ 1 train-split decision (see the module doc)."""
     config = config or ExpansionConfig()
     cutoff = cutoff_label(split)
     stats = ExpansionStats(cutoff)
     articles = set(merged_corpus.filter(pl.col("source") == "law")["doc_id"].to_list())
     stats.statute_articles = len(articles)
+    targets: set[str] = set()
+    wanted = []
+    for source in config.sources:
+        docs = set(merged_corpus.filter(pl.col("source") == source)["doc_id"].to_list())
+        targets |= docs
+        wanted.append((pl.col("kind") == _KIND[source]) & pl.col("target_id").str.starts_with(f"{source}:"))
+    if "prec" in config.sources:
+        stats.precedents = len(targets - articles)
 
-    cited = citations.filter(
-        (pl.col("kind") == "statute") & (pl.col("status") == "resolved") & pl.col("target_id").str.starts_with("law:")
-    )
+    cited = citations.filter((pl.col("status") == "resolved") & pl.any_horizontal(wanted))
     if not config.include_former:
         cited = cited.filter(~pl.col("former"))
     decisions = train_decisions(raw_precedents, merged_corpus, split)
@@ -154,9 +175,9 @@ def citation_expansion(
             .alias("groups")
         )
     )
-    not_in_corpus = rows.filter(~pl.col("target_id").is_in(list(articles)))["target_id"].n_unique()
-    stats.skipped["cited article not in merged_corpus"] = not_in_corpus
-    rows = rows.filter(pl.col("target_id").is_in(list(articles))).sort(
+    not_in_corpus = rows.filter(~pl.col("target_id").is_in(list(targets)))["target_id"].n_unique()
+    stats.skipped["cited document not in merged_corpus"] = not_in_corpus
+    rows = rows.filter(pl.col("target_id").is_in(list(targets))).sort(
         ["target_id", "decision_date", "prec_id"], descending=[False, True, False], nulls_last=True
     )
 
@@ -195,7 +216,8 @@ def citation_expansion(
                     "cutoff": cutoff,
                 }
             )
-    stats.articles_expanded = len(out)
+    stats.articles_expanded = sum(1 for row in out if row["doc_id"].startswith("law:"))
+    stats.precedents_expanded = len(out) - stats.articles_expanded
     stats.skipped = Counter({k: v for k, v in stats.skipped.items() if v})
     frame = pl.DataFrame(out, schema=EXPANSION_SCHEMA, orient="row") if out else pl.DataFrame(schema=EXPANSION_SCHEMA)
     return frame.sort("doc_id"), stats
@@ -213,7 +235,7 @@ def passage_expansions(corpus: pl.DataFrame, expansion: pl.DataFrame) -> list[st
 def decisions_per_article(expansion: pl.DataFrame, statute_articles: int) -> dict[str, int]:
     """Histogram buckets of train-split citing decisions per statute article (articles without any: ``0``)."""
     bounds = [(1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 32), (33, 64)]
-    counts = expansion["n_citing"].to_list()
+    counts = expansion.filter(pl.col("doc_id").str.starts_with("law:"))["n_citing"].to_list()
     out = {"0": max(statute_articles - len(counts), 0)}
     for lo, hi in bounds:
         out[str(lo) if lo == hi else f"{lo}-{hi}"] = sum(1 for c in counts if lo <= c <= hi)

@@ -11,6 +11,12 @@ the trainer's log history once training ends), the manifest and the model folder
 The model's content key (:func:`model_key`) names its folder in the store: ``data/models/trained/<key[:20]>`` with
 the model in ``…/model`` and the trainer's checkpoints in ``…/checkpoints`` (an interrupted run with the same key
 resumes from them). A folder that already holds a finished model of the same key is reused: no training, no new run.
+
+WiSE-FT without retraining: a full fine-tuning with ``train.interpolate`` < 1 whose checkpoint is the last step (no
+best-checkpoint pick by validation: :func:`mix_is_derivable`) is exactly ``base + interpolate·(the same training at
+interpolate 1 − base)``. When that model exists in the store, :func:`train_tracked` mixes it with the base
+(:func:`~lexdpr_pipeline.models.interpolate.interpolate_folder`), validates the mix and records it as a run of its
+own (tag ``lexdpr.derived_from``) in seconds, so ``train.interpolate`` can be chosen on valid without a training each.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import polars as pl
 
 from lexdpr_pipeline.artifacts import ArtifactStore, BaseModelManifest, Kind, TrainedModelManifest
 from lexdpr_pipeline.evaluation.validation import validate_dense
+from lexdpr_pipeline.models.interpolate import interpolate_folder
 from lexdpr_pipeline.models.report import plot_training_history
 from lexdpr_pipeline.models.train_worker import ValidationInputs, check_launchable, train_distributed
 from lexdpr_pipeline.models.training import (
@@ -40,7 +47,7 @@ from lexdpr_pipeline.models.training import (
     training_rows,
 )
 from lexdpr_pipeline.settings import EvalSettings, TrackingSettings, TrainSettings
-from lexdpr_pipeline.storage import frame_content_hash
+from lexdpr_pipeline.storage import atomic_write_text, frame_content_hash
 from lexdpr_pipeline.tracking import (
     DAGSTER_RUN_TAG,
     RunHandle,
@@ -86,6 +93,17 @@ def model_key(base_hash: str, pairs_version: str, corpus_version: str, cfg: Trai
         args.pop("distill_metric", None)  # no distillation: its distance changes nothing
     payload = json.dumps([base_hash, pairs_version, corpus_version, args], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def mix_is_derivable(cfg: TrainSettings) -> bool:
+    """Whether the model of ``cfg`` (``interpolate`` < 1) equals its interpolate-1 twin mixed with the base afterwards.
+
+    True for full fine-tuning (a LoRA model would come out merged, a different artifact) that saves its last step:
+    validation only at the end (``eval_steps`` unset or ≥ ``max_steps``), so the mixed validation score picks no
+    other checkpoint. Not for a test run."""
+    if cfg.interpolate >= 1 or cfg.lora or cfg.test_run or cfg.max_steps is None:
+        return False
+    return cfg.eval_steps is None or cfg.eval_steps >= cfg.max_steps
 
 
 @dataclass
@@ -189,14 +207,8 @@ def train_tracked(
             rows=meta.get("rows", {}),
         )
 
-    distributed = train.nproc_per_node > 1
-    if distributed:
-        if callbacks:
-            raise ValueError(
-                f"train.nproc_per_node={train.nproc_per_node} trains in torchrun worker processes, which trainer "
-                "callbacks (a sweep's pruner) cannot reach: use train.nproc_per_node=1 here"
-            )
-        check_launchable(train)
+    twin = train.model_copy(update={"interpolate": 1.0})
+    twin_dir = store.folder(Kind.TRAINED_MODEL, model_key(base_model.content_hash, pairs_version, corpus_version, twin))
     validation_kwargs: dict[str, Any] = {
         "split": "valid",
         "max_queries": train.eval_max_queries,
@@ -207,6 +219,30 @@ def train_tracked(
     }
     validate = partial(validate_dense, splits=splits, merged_corpus=corpus, **validation_kwargs)
     caller_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+    if reuse and mix_is_derivable(train) and (twin_dir / "model" / TRAINING_FILE).exists():
+        return _derive_mix(
+            train,
+            twin_dir / "model",
+            model_dir,
+            base_model,
+            validate,
+            target,
+            manifest,
+            run_name=run_name or f"interpolate {key[:8]}",
+            tags={"model_content_hash": key, "lexdpr.kind": "training", **caller_tags},
+            parent_run_id=parent_run_id,
+            params=params,
+            log=log,
+        )
+
+    distributed = train.nproc_per_node > 1
+    if distributed:
+        if callbacks:
+            raise ValueError(
+                f"train.nproc_per_node={train.nproc_per_node} trains in torchrun worker processes, which trainer "
+                "callbacks (a sweep's pruner) cannot reach: use train.nproc_per_node=1 here"
+            )
+        check_launchable(train)
     run_tags = {
         "pairs_data_version": pairs_version,
         "model_content_hash": key,
@@ -294,6 +330,66 @@ def train_tracked(
             _end_run(exc, on_error)
             raise
     return outcome
+
+
+def _derive_mix(
+    train: TrainSettings,
+    twin_model: Path,
+    model_dir: Path,
+    base_model: BaseModelManifest,
+    validate: Callable[..., dict[str, float]],
+    target: Any,
+    manifest: Callable[[str | None, str | None], TrainedModelManifest],
+    *,
+    run_name: str,
+    tags: Mapping[str, str],
+    parent_run_id: str | None,
+    params: Mapping[str, Any] | None,
+    log: logging.Logger,
+) -> TrackedTraining:
+    """The model of ``train`` as its interpolate-1 twin mixed with the base (see :func:`mix_is_derivable`)."""
+    from lexdpr_pipeline.models.biencoder import BiEncoder
+
+    twin_meta = read_training_metadata(twin_model) or {}
+    log.info(
+        f"train.interpolate={train.interpolate}: mixing the finished twin {twin_model} with the base (no training)"
+    )
+    with start_run(
+        target, run_name=run_name, tags={**tags, "lexdpr.derived_from": str(twin_model)}, parent_run_id=parent_run_id
+    ) as (_run, handle):
+        log_params(
+            {
+                **(params or {}),
+                "train": train.model_dump(mode="json"),
+                "base_model": base_model.name,
+                "base_model_hash": base_model.content_hash,
+                "derived_from": str(twin_model),
+                "derived_from_run": str(twin_meta.get("mlflow_run_id")),
+            }
+        )
+        interpolate_folder(base_model.load_target(), twin_model, train.interpolate, model_dir)
+        final = validate(BiEncoder.load(model_dir))
+        meta = read_training_metadata(model_dir) or {}
+        meta.update(
+            training_args=train.model_dump(mode="json"),
+            final_validation=final,
+            mlflow_run_id=handle.run_id,
+            mlflow_url=handle.url,
+            derived_from_run=twin_meta.get("mlflow_run_id"),
+        )
+        atomic_write_text(model_dir / TRAINING_FILE, json.dumps(meta, ensure_ascii=False, indent=2, default=str))
+        log_metrics(final, prefix="final_valid.", step=int(twin_meta.get("global_step") or 0))
+    return TrackedTraining(
+        manifest=manifest(handle.run_id, handle.url),
+        reused=False,
+        metrics=dict(final),
+        train_metrics=dict(twin_meta.get("train_metrics", {})),
+        duplicates=dict(twin_meta.get("duplicates", {})),
+        tracking_uri=target.display_uri,
+        rows=dict(twin_meta.get("rows", {})),
+        global_step=twin_meta.get("global_step"),
+        resumed_from=str(twin_model),
+    )
 
 
 def _log_curve(history: Sequence[dict[str, Any]], path: Path) -> Path | None:

@@ -143,7 +143,7 @@ def test_articles_outside_the_corpus_and_non_statute_targets_are_left_out() -> N
     cites = _citations([("prec:10", "law:999:1", []), ("prec:10", ART, [])])
     frame, stats = citation_expansion(cites, precedents, _corpus([ART, "prec:10"]), SplitConfig())
     assert frame["doc_id"].to_list() == [ART]
-    assert stats.skipped["cited article not in merged_corpus"] == 1 and stats.statute_articles == 1
+    assert stats.skipped["cited document not in merged_corpus"] == 1 and stats.statute_articles == 1
 
 
 def test_passage_expansions_follow_the_corpus_rows_and_the_histogram_counts_articles() -> None:
@@ -159,3 +159,36 @@ def test_passage_expansions_follow_the_corpus_rows_and_the_histogram_counts_arti
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
         ExpansionConfig(max_decisions=0)
+    for sources in ((), ("admrul",), ("law", "case")):
+        with pytest.raises(ValueError, match="expansion sources"):
+            ExpansionConfig(sources=sources)
+
+
+def test_cited_decisions_are_expanded_by_later_train_decisions_only_when_asked() -> None:
+    """sources incl. prec: a decision cited (참조판례) by later train-split decisions gets their 판시사항; a citing
+    decision from the valid/test period never contributes, a cited decision outside the corpus is counted."""
+    precedents = _precedents(
+        [
+            ("prec:1", dt.date(2001, 1, 1), "오래된 판결의 판시사항"),
+            ("prec:2", dt.date(2010, 6, 1), "신의칙 위반 여부"),
+            ("prec:3", dt.date(2020, 6, 1), "검증 기간 판결의 판시사항"),
+        ]
+    )
+    case = _citations([("prec:2", "prec:1", []), ("prec:3", "prec:1", []), ("prec:2", "prec:404", [])])
+    case = case.with_columns(kind=pl.lit("case"))
+    cites = pl.concat([case, _citations([("prec:2", ART, [])])])
+    corpus = _corpus([ART, "prec:1", "prec:2", "prec:3"])
+
+    law_only, stats = citation_expansion(cites, precedents, corpus, TEMPORAL)
+    assert law_only["doc_id"].to_list() == [ART] and stats.precedents_expanded == 0
+
+    both, stats = citation_expansion(cites, precedents, corpus, TEMPORAL, ExpansionConfig(sources=("law", "prec")))
+    rows = {r["doc_id"]: r for r in both.iter_rows(named=True)}
+    assert set(rows) == {ART, "prec:1"}
+    assert rows["prec:1"]["decision_ids"] == ["prec:2"] and rows["prec:1"]["expansion_text"] == "신의칙 위반 여부"
+    assert stats.precedents == 3 and stats.precedents_expanded == 1 and stats.articles_expanded == 1
+    assert stats.skipped["cited document not in merged_corpus"] == 1  # prec:404
+    assert decisions_per_article(both, statute_articles=1) == decisions_per_article(law_only, statute_articles=1)
+
+    prec_only, _ = citation_expansion(cites, precedents, corpus, TEMPORAL, ExpansionConfig(sources=("prec",)))
+    assert prec_only["doc_id"].to_list() == ["prec:1"]

@@ -340,3 +340,58 @@ def test_the_sweep_searches_the_knobs():
     )
     with pytest.raises(ValueError, match="less than or equal to 1"):
         trial_settings(Settings(), spec, {"train.interpolate": 1.5})
+
+
+# ------------------------------------------------------------------------------ a mix derived from its twin
+
+
+def test_mix_is_derivable_only_when_the_last_step_is_saved():
+    derivable = TrainSettings(max_steps=10, interpolate=0.5)
+    assert tracked.mix_is_derivable(derivable)
+    assert tracked.mix_is_derivable(derivable.model_copy(update={"eval_steps": 10}))
+    for update in ({"interpolate": 1.0}, {"eval_steps": 5}, {"lora": True}, {"max_steps": None}, {"test_run": True}):
+        assert not tracked.mix_is_derivable(derivable.model_copy(update=update)), update
+
+
+def test_train_tracked_derives_an_interpolation_from_its_finished_twin(
+    data, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The interpolate-1 model exists: interpolate 0.5 is its mix with the base, validated, in a run of its own,
+    and no training runs; a setting that picks checkpoints by validation trains as before."""
+    splits, corpus = data
+    store = ArtifactStore(tmp_path / "data")
+    tracking = TrackingSettings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    base = BaseModelManifest("tiny", str(tiny_model_dir), None, "tiny-1")
+    cfg = _cfg(learning_rate=1e-3, eval_max_queries=8, eval_corpus_max_passages=20)
+    run = {"tracking": tracking, "splits": splits, "corpus": corpus, "base_model": base, "store": store}
+    twin = train_tracked(cfg, EvalSettings(batch_size=8), log_model=False, **run)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the mix could be derived")
+
+    monkeypatch.setattr(tracked, "train_biencoder", no_training)
+    mixed = train_tracked(cfg.model_copy(update={"interpolate": 0.5}), EvalSettings(batch_size=8), **run)
+
+    assert not mixed.reused and mixed.model_dir != twin.model_dir
+    assert mixed.manifest.content_hash == model_key(
+        "tiny-1", *_versions(splits, corpus), cfg.model_copy(update={"interpolate": 0.5})
+    )
+    b, t, m = (_load(p).state_dict() for p in (tiny_model_dir, twin.model_dir, mixed.model_dir))
+    for name, value in m.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, torch.lerp(b[name], t[name], 0.5), rtol=0, atol=1e-6)
+    meta = read_training_metadata(mixed.model_dir)
+    assert meta["interpolate"] == 0.5 and meta["training_args"]["interpolate"] == 0.5
+    assert "ndcg@10" in meta["final_validation"] and mixed.metrics == meta["final_validation"]
+    assert meta["mlflow_run_id"] == mixed.mlflow_run_id != twin.mlflow_run_id
+    tags = mlflow.MlflowClient(tracking.tracking_uri).get_run(mixed.mlflow_run_id).data.tags
+    assert tags["lexdpr.derived_from"] == str(twin.model_dir)
+    # checkpoints picked by validation: the mix is not the twin's, so it must train
+    with pytest.raises(AssertionError, match="trained although"):
+        train_tracked(cfg.model_copy(update={"interpolate": 0.5, "eval_steps": 1}), EvalSettings(batch_size=8), **run)
+
+
+def _versions(splits: pl.DataFrame, corpus: pl.DataFrame) -> tuple[str, str]:
+    from lexdpr_pipeline.storage import frame_content_hash
+
+    return frame_content_hash(splits), frame_content_hash(corpus.select("passage_id", "content_hash"))
