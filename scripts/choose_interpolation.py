@@ -34,12 +34,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lexdpr_pipeline.artifacts import ArtifactStore, BaseModelManifest  # noqa: E402
-from lexdpr_pipeline.evaluation.forgetting import forgetting  # noqa: E402
+from lexdpr_pipeline.evaluation.forgetting import forgetting, tuned_vs_base  # noqa: E402
 from lexdpr_pipeline.evaluation.run import BASE, FINE_TUNED  # noqa: E402
 from lexdpr_pipeline.evaluation.tracked import evaluate_model_folder  # noqa: E402
-from lexdpr_pipeline.models.tracked import mix_is_derivable, model_key, train_tracked  # noqa: E402
+from lexdpr_pipeline.models.tracked import input_versions, mix_is_derivable, model_key, train_tracked  # noqa: E402
 from lexdpr_pipeline.settings import load_settings, with_overrides  # noqa: E402
-from lexdpr_pipeline.storage import frame_content_hash  # noqa: E402
 
 METRIC = "ndcg@10"
 TUNE_SPLIT = "valid"
@@ -58,14 +57,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def worst_drop(table: pl.DataFrame) -> float:
     """The largest relative loss of the fine-tuned model to the base over the valid type/source groups (≤ 0 = none)."""
-    rows = table.filter(
-        (pl.col("split") == TUNE_SPLIT)
-        & pl.col("system").is_in([FINE_TUNED, BASE])
-        & (pl.col("group").str.starts_with("type:") | pl.col("group").str.starts_with("source:"))
-    )
-    wide = rows.pivot(on="system", index="group", values=METRIC)
-    drops = [t / b - 1 for t, b in wide.select(FINE_TUNED, BASE).iter_rows() if b]
-    return min(drops, default=0.0)
+    wide = tuned_vs_base(table, split=TUNE_SPLIT, metric=METRIC).filter(pl.col("group") != "all")
+    return min((t / b - 1 for _, t, b in wide.iter_rows() if b), default=0.0)
 
 
 def choose_alpha(results: dict[float, pl.DataFrame], max_drop: float) -> tuple[float, bool]:
@@ -102,14 +95,9 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit("no base_model manifest: run `lex-dpr --config … gen-data` and `… train` first")
     splits, corpus = store.read_table("dataset_splits"), store.read_table("merged_corpus")
     twin = settings.train.model_copy(update={"interpolate": 1.0})
-    key = model_key(
-        base.content_hash,
-        frame_content_hash(splits),
-        frame_content_hash(corpus.select("passage_id", "content_hash")),
-        twin,
-    )
     if not mix_is_derivable(twin.model_copy(update={"interpolate": 0.5})):
         raise SystemExit("this training picks checkpoints by validation (train.eval_steps): mixes would retrain")
+    key = model_key(base.content_hash, *input_versions(splits, corpus), twin)
     if not (store.folder("trained_model", key) / "model").is_dir():
         if not args.train:
             raise SystemExit("the training at train.interpolate=1 is missing: `lex-dpr --config … train` or --train")

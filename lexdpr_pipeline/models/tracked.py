@@ -95,6 +95,11 @@ def model_key(base_hash: str, pairs_version: str, corpus_version: str, cfg: Trai
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def input_versions(splits: pl.DataFrame, corpus: pl.DataFrame) -> tuple[str, str]:
+    """``(pairs_version, corpus_version)``: the content of the training inputs, part of every model key."""
+    return frame_content_hash(splits), frame_content_hash(corpus.select("passage_id", "content_hash"))
+
+
 def mix_is_derivable(cfg: TrainSettings) -> bool:
     """Whether the model of ``cfg`` (``interpolate`` < 1) equals its interpolate-1 twin mixed with the base afterwards.
 
@@ -174,8 +179,7 @@ def train_tracked(
     refused; per-step metrics reach the run when training ends.
     """
     log = log or _log
-    pairs_version = frame_content_hash(splits)
-    corpus_version = frame_content_hash(corpus.select("passage_id", "content_hash"))
+    pairs_version, corpus_version = input_versions(splits, corpus)
     key = model_key(base_model.content_hash, pairs_version, corpus_version, train)
     work_dir = Path(work_dir) if work_dir is not None else store.folder(Kind.TRAINED_MODEL, key)
     model_dir = work_dir / "model"

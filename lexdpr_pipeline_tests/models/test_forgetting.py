@@ -374,7 +374,7 @@ def test_train_tracked_derives_an_interpolation_from_its_finished_twin(
 
     assert not mixed.reused and mixed.model_dir != twin.model_dir
     assert mixed.manifest.content_hash == model_key(
-        "tiny-1", *_versions(splits, corpus), cfg.model_copy(update={"interpolate": 0.5})
+        "tiny-1", *tracked.input_versions(splits, corpus), cfg.model_copy(update={"interpolate": 0.5})
     )
     b, t, m = (_load(p).state_dict() for p in (tiny_model_dir, twin.model_dir, mixed.model_dir))
     for name, value in m.items():
@@ -389,9 +389,3 @@ def test_train_tracked_derives_an_interpolation_from_its_finished_twin(
     # checkpoints picked by validation: the mix is not the twin's, so it must train
     with pytest.raises(AssertionError, match="trained although"):
         train_tracked(cfg.model_copy(update={"interpolate": 0.5, "eval_steps": 1}), EvalSettings(batch_size=8), **run)
-
-
-def _versions(splits: pl.DataFrame, corpus: pl.DataFrame) -> tuple[str, str]:
-    from lexdpr_pipeline.storage import frame_content_hash
-
-    return frame_content_hash(splits), frame_content_hash(corpus.select("passage_id", "content_hash"))
