@@ -89,6 +89,11 @@ def evaluation_metadata(result: TrackedEvaluation) -> dict[str, object]:
             for (split, system), values in run.overall().items()
             for metric in headline
         },
+        **{  # the same systems as served, one hit per document (evaluation.documents)
+            f"{split}_documents_ndcg@10_{system_slug(system)}": dg.MetadataValue.float(round(float(v["ndcg@10"]), 4))
+            for (split, system), v in run.overall(documents=True).items()
+            if "ndcg@10" in v
+        },
     }
     if result.fusion_params:
         metadata[FUSION_KEY] = dg.MetadataValue.json(

@@ -359,3 +359,39 @@ def write_report(
         md += [f"![nDCG and recall per query type]({chart.name})", ""]
     markdown = "\n".join(md)
     return EvalReport(markdown, atomic_write_text(out_dir / REPORT_FILE, markdown), chart)
+
+
+def document_section(table: pl.DataFrame) -> list[str]:
+    """The report's "as served" section (:mod:`.documents`): per split, every system's nDCG@10 (Recall@100) overall
+    and per query type, with rankings collapsed to one hit per document."""
+    metric, recall = HYBRID_METRIC, "recall@100"
+    if metric not in table.columns:
+        return []
+    out = [
+        "### As served: one hit per document",
+        "The same rankings collapsed to their documents (the engine shows one hit per statute article or decision), "
+        "relevant = the gold documents. The tables above score passages, where several passages of one decision "
+        "can fill the top 10.",
+        "",
+    ]
+    for split in table["split"].unique(maintain_order=True).to_list():
+        part = table.filter(
+            (pl.col("split") == split) & ((pl.col("group") == "all") | pl.col("group").str.starts_with("type:"))
+        )
+        groups = part["group"].unique(maintain_order=True).to_list()
+        value = {(r["system"], r["group"]): r for r in part.iter_rows(named=True)}
+        rows = []
+        for system in part["system"].unique(maintain_order=True).to_list():
+            cells: list[Any] = [system]
+            for g in groups:
+                r = value.get((system, g))
+                if r is None:
+                    cells.append("—")
+                else:
+                    extra = f" ({r[recall]:.3f})" if recall in r else ""
+                    cells.append(f"{r[metric]:.3f}{extra}")
+            rows.append(cells)
+        suffix = f" ({recall})" if recall in table.columns else ""
+        headers = ["system", *(f"{g.removeprefix('type:')}: {metric}{suffix}" for g in groups)]
+        out += [f"#### {split}", "", _md_table(headers, rows), ""]
+    return out

@@ -6,23 +6,37 @@ is also fused with BM25 (``hybrid rrf (fine-tuned+bm25)``, ``hybrid weighted (�
 on the valid split per source group (:mod:`.fusion_tuning`) and applied to every split. With
 ``plan.citation_linking``, every system (dense, BM25, hybrids) also gets its ``+ linking`` variant: the statutes and
 decisions each query cites fused into its ranking (:mod:`.link_tuning`), mode and weight chosen on valid per source
-group.
+group. Both apply, per query, the choice of its answer's source group; ``served, unfiltered (…)`` (with both) is what
+the engine returns for a query with no source filter, its choices picked by the candidates' sources
+(:func:`served_rankings`). Every system is scored twice: over passages (``EvalRun.table``) and as served, one hit per
+document (``EvalRun.document_table``, :mod:`.documents`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from lexdpr_pipeline.evaluation.corpus import eval_corpus
-from lexdpr_pipeline.evaluation.fusion_tuning import FUSIONS, METRIC, FusionTuning, fused_rankings, tune_fusion
+from lexdpr_pipeline.evaluation.documents import document_queries, document_rankings
+from lexdpr_pipeline.evaluation.fusion_tuning import (
+    ALL,
+    FUSIONS,
+    METRIC,
+    Choice,
+    FusionTuning,
+    fused_rankings,
+    tune_fusion,
+)
 from lexdpr_pipeline.evaluation.link_tuning import (
+    LinkCandidate,
     LinkTuning,
+    QueryLinks,
     doc_passages,
     link_shares,
     linked_name,
@@ -30,9 +44,10 @@ from lexdpr_pipeline.evaluation.link_tuning import (
     query_links,
     tune_linking,
 )
-from lexdpr_pipeline.evaluation.queries import EvalQueries, build_exclusion_index, eval_queries
+from lexdpr_pipeline.evaluation.queries import EvalQueries, build_exclusion_index, eval_queries, source_of_passage
 from lexdpr_pipeline.evaluation.report import (
     EvalReport,
+    document_section,
     fusion_section,
     hybrid_vs_parts,
     linking_section,
@@ -67,6 +82,11 @@ WHOLE, SAMPLED = "whole", "sampled"  # what the eval corpus is (every report and
 def hybrid_name(fusion: str, dense_system: str) -> str:
     """``hybrid rrf (fine-tuned+bm25)``, ``hybrid weighted (base+bm25)``."""
     return f"hybrid {fusion} ({dense_system.split(' ')[0]}+{BM25})"
+
+
+def served_name(dense_system: str) -> str:
+    """``served, unfiltered (fine-tuned+bm25)``: what ``lex-dpr search`` returns for a query with no source filter."""
+    return f"served, unfiltered ({dense_system.split(' ')[0]}+{BM25})"
 
 
 def corpus_label(plan_max_passages: int | None, passages: int) -> str:
@@ -138,6 +158,8 @@ class EvalRun:
     linking: dict[str, LinkTuning] = field(default_factory=dict)  # system → its linking chosen on valid
     linked_parts: dict[str, str] = field(default_factory=dict)  # "<system> + linking" → system
     link_shares: pl.DataFrame | None = None  # per split and query type: share of queries with a resolved link
+    # The same systems as served, one hit per document (:mod:`.documents`); the schema of ``table``.
+    document_table: pl.DataFrame | None = None
 
     def best_linked_system(self, metric: str = METRIC) -> str | None:
         """The system whose ``+ linking`` variant scores best overall on valid (else on the first split there is):
@@ -164,10 +186,13 @@ class EvalRun:
             for r in rows.iter_rows(named=True)
         ]
 
-    def overall(self) -> dict[tuple[str, str], dict[str, float]]:
-        """``(split, system)`` → overall mean metrics."""
-        metrics = [c for c in self.table.columns if "@" in c]
-        rows = self.table.filter(pl.col("group") == "all")
+    def overall(self, documents: bool = False) -> dict[tuple[str, str], dict[str, float]]:
+        """``(split, system)`` → overall mean metrics (``documents``: of the one-hit-per-document view)."""
+        table = self.document_table if documents else self.table
+        if table is None:
+            return {}
+        metrics = [c for c in table.columns if "@" in c]
+        rows = table.filter(pl.col("group") == "all")
         return {(r["split"], r["system"]): {m: r[m] for m in metrics} for r in rows.iter_rows(named=True)}
 
 
@@ -251,21 +276,27 @@ def run_evaluation(
     linking: dict[str, LinkTuning] = {}
     linked: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
     shares = None
+    served: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
     if plan.citation_linking and rankings[queries[0].split]:
         t0 = time.perf_counter()
-        linking, linked, shares = _add_linking(rankings, queries, corpus, plan.depth)
+        linking, linked, shares, links = _add_linking(rankings, queries, corpus, plan.depth)
         timings["linking_s"] = time.perf_counter() - t0
+        if fusion:
+            served = served_rankings(rankings, queries, fusion, linking, links, corpus, plan.depth)
 
-    tables, ranks = [], []
+    tables, ranks, doc_tables = [], [], []
+    doc_of, _ = doc_passages(corpus)
     for q in queries:
         systems: dict[str, Rankings] = {}
         for name, scored in rankings[q.split].items():
             systems[name] = ids_of(scored)
             if linked_name(name) in linked[q.split]:
                 systems[linked_name(name)] = linked[q.split][linked_name(name)]
+        systems.update(served[q.split])
         table, per_query = evaluate_systems(systems, q, plan.ks)
         tables.append(table)
         ranks.append(per_query)
+        doc_tables.append(evaluate_systems(document_rankings(systems, doc_of), document_queries(q, doc_of), plan.ks)[0])
     run = EvalRun(
         table=pl.concat(tables) if tables else pl.DataFrame(schema=table_schema(plan.ks)),
         per_query=pl.concat(ranks) if ranks else pl.DataFrame(schema=PER_QUERY_SCHEMA),
@@ -280,11 +311,14 @@ def run_evaluation(
         linking=linking,
         linked_parts={linked_name(n): n for n in linking},
         link_shares=shares,
+        document_table=pl.concat(doc_tables) if doc_tables else None,
     )
     run.hybrid_check = hybrid_vs_parts(run.table, parts) if parts else None
     sections = fusion_section(run.fusion, run.hybrid_check, run.hybrid_below_parts()) if fusion else []
     if linking:
         sections += linking_section(run.table, run.linking, run.link_shares, run.best_linked_system())
+    if run.document_table is not None:
+        sections += document_section(run.document_table)
     if out_dir is not None:
         run.ranks_path = write_parquet(run.per_query, Path(out_dir) / RANKS_FILE)
         excluded = {q.split: sum(len(e) for e in q.exclude.values()) for q in queries}
@@ -340,9 +374,10 @@ def _add_linking(
     queries: list[EvalQueries],
     corpus: pl.DataFrame,
     depth: int,
-) -> tuple[dict[str, LinkTuning], dict[str, dict[str, Rankings]], pl.DataFrame]:
+) -> tuple[dict[str, LinkTuning], dict[str, dict[str, Rankings]], pl.DataFrame, dict[str, QueryLinks]]:
     """Per system: the linking chosen on valid (never on test) and its ``+ linking`` rankings on every split (each
-    query linked with its source group's choice); also the share of queries with a resolved link per type."""
+    query linked with its source group's choice); also the share of queries with a resolved link per type, and each
+    split's query links."""
     needed = ("law_id", "law_name", "article_key", "case_no")  # a hand-made corpus may lack them: nothing links
     frame = corpus.with_columns([pl.lit(None, pl.String).alias(c) for c in needed if c not in corpus.columns])
     linker = QueryLinker.from_corpus(frame)  # what the systems search, as the engine builds it from its corpus
@@ -360,4 +395,50 @@ def _add_linking(
                 rankings[q.split][name], q, links[q.split], choice, doc_of, passages_of, depth
             )
     shares = pl.concat([link_shares(q, links[q.split]) for q in queries])
-    return tunings, linked, shares
+    return tunings, linked, shares, links
+
+
+def _candidate_group(passage_ids: Iterable[str]) -> str:
+    """The engine's source group of a candidate list (``SearchEngine._source_group``): all precedents → ``prec``,
+    all statute/admin-rule articles → ``law``, mixed or none → ``all``."""
+    sources = {source_of_passage(p) for p in passage_ids}
+    if sources == {"prec"}:
+        return "prec"
+    return "law" if sources and sources <= {"law", "admrul"} else ALL
+
+
+def served_rankings(
+    rankings: dict[str, dict[str, ScoredRankings]],
+    queries: list[EvalQueries],
+    fusion: Mapping[str, FusionTuning],
+    linking: Mapping[str, LinkTuning],
+    links: Mapping[str, QueryLinks],
+    corpus: pl.DataFrame,
+    depth: int,
+) -> dict[str, dict[str, Rankings]]:
+    """Per dense model, what ``lex-dpr search`` (``search.fusion: auto``, ``citation_linking: auto``, no source
+    filter) returns: the engine picks the stored choices by the sources of a query's **candidates**, not by what the
+    answer is — fusion by the dense and BM25 candidates (mixed on the whole corpus: the ``all`` choice), linking by
+    the fused list's. The per-type rows instead apply the choice of the answer's source group: the choice a search
+    filtered to that source (a 법령 or 판례 tab) applies, though there its candidates are that source alone."""
+    doc_of, passages_of = doc_passages(corpus)
+    out: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
+    for name, tuning in fusion.items():
+        for q in queries:
+            dense, bm25 = rankings[q.split][name], rankings[q.split][BM25]
+            groups = {qid: _candidate_group([p for p, _ in (*dense.get(qid, []), *bm25.get(qid, []))]) for qid in q.ids}
+            fused = fused_rankings(dense, bm25, lambda qid, g=groups, t=tuning: _served_choice(t, g[qid]), 2 * depth)
+            choice: dict[str, LinkCandidate] = {}
+            for qid in q.ids:
+                method = _served_choice(tuning, groups[qid]).fusion
+                by_group = linking[hybrid_name(method, name)].by_group
+                group = _candidate_group(p for p, _ in fused.get(qid, []))
+                choice[qid] = (by_group.get(group) or by_group[ALL]).candidate
+            out[q.split][served_name(name)] = linked_rankings(
+                fused, q, links[q.split], choice, doc_of, passages_of, depth
+            )
+    return out
+
+
+def _served_choice(tuning: FusionTuning, group: str) -> Choice:
+    return tuning.best.get(group) or tuning.best[ALL]

@@ -165,6 +165,8 @@ def evaluate_tracked(
         log_params({"eval_corpus_passages": run.corpus_size, "eval_corpus": run.corpus_label})
         for (split, system), values in run.overall().items():
             log_metrics(values, prefix=f"{split}.{system_slug(system)}.")
+        for (split, system), values in run.overall(documents=True).items():
+            log_metrics(values, prefix=f"{split}.documents.{system_slug(system)}.")
         stored: dict[str, FusionParams] = {}
         for system, ref in refs.items():  # the model under test first: it wins a shared version
             tuning, linking = run.fusion.get(system), linking_by_mode(run, system)

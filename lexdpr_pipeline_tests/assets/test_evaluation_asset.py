@@ -17,7 +17,7 @@ from lexdpr_pipeline.assets.evaluation import model_evaluation
 from lexdpr_pipeline.assets.models import base_model
 from lexdpr_pipeline.assets.search_index import bm25_index
 from lexdpr_pipeline.evaluation.report import CHART_FILE, REPORT_FILE
-from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE, hybrid_name
+from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE, hybrid_name, served_name
 from lexdpr_pipeline.resources import project_resources
 from lexdpr_pipeline.settings import load_settings
 from lexdpr_pipeline_tests.evaluation.conftest import corpus_frame, splits_frame
@@ -72,15 +72,16 @@ def test_evaluation_asset_end_to_end(materialized) -> None:
     hybrids = {hybrid_name(f, m) for f in ("rrf", "weighted") for m in (FINE_TUNED, BASE)}
     assert "hybrid weighted (base+bm25)" in hybrids
     plain = {FINE_TUNED, BASE, BM25, *hybrids}
-    assert set(table["system"]) == plain | {f"{s} + linking" for s in plain}  # eval.citation_linking
+    served = {served_name(m) for m in (FINE_TUNED, BASE)}  # what `search` returns unfiltered, per dense model
+    assert set(table["system"]) == plain | {f"{s} + linking" for s in plain} | served  # eval.citation_linking
     overall = table.filter(pl.col("group") == "all")
-    assert sorted(overall["split"].unique()) == ["test", "valid"] and overall.height == 2 * 14
-    assert overall.filter(split="test")["n_queries"].to_list() == [5] * 14
+    assert sorted(overall["split"].unique()) == ["test", "valid"] and overall.height == 2 * 16
+    assert overall.filter(split="test")["n_queries"].to_list() == [5] * 16
 
     out = ArtifactStore.from_settings(settings).report_path("evaluation")
     assert (out / REPORT_FILE).exists() and (out / CHART_FILE).exists()
     ranks = pl.read_parquet(out / RANKS_FILE)
-    assert ranks.height == 14 * (5 + 4)
+    assert ranks.height == 16 * (5 + 4)
 
     mat = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["model_evaluation"])
     meta = mat.materialization.metadata

@@ -110,7 +110,7 @@ def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, t
     """Issue 4's acceptance path: materialize trained_model + model_evaluation; both MLflow runs exist."""
     from lexdpr_pipeline.assets.evaluation import model_evaluation
     from lexdpr_pipeline.evaluation.link_tuning import linked_name
-    from lexdpr_pipeline.evaluation.run import hybrid_name
+    from lexdpr_pipeline.evaluation.run import hybrid_name, served_name
     from lexdpr_pipeline.index.bm25 import BM25Index
 
     _, corpus = tiny_training_set()
@@ -133,7 +133,8 @@ def test_training_then_evaluation_side_by_side_in_mlflow(tiny_model_dir: Path, t
     dense = ("fine-tuned", "base (zero-shot)")
     systems = {*dense, "bm25", *(hybrid_name(f, d) for f in ("rrf", "weighted") for d in dense)}
     assert len(systems) == 7
-    assert set(overall["system"]) == systems | {linked_name(s) for s in systems}
+    served = {served_name(d) for d in dense}  # the engine's own choices by candidate sources (no source filter)
+    assert set(overall["system"]) == systems | {linked_name(s) for s in systems} | served
     assert set(overall["split"]) == {"valid", "test"}
     assert overall["ndcg@10"].is_between(0, 1).all()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")

@@ -10,7 +10,7 @@ import pytest
 
 from lexdpr_pipeline.artifacts import ArtifactStore, BaseModelManifest, Bm25IndexManifest, Kind, TrainedModelManifest
 from lexdpr_pipeline.evaluation.report import REPORT_FILE
-from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE, hybrid_name
+from lexdpr_pipeline.evaluation.run import BASE, BM25, FINE_TUNED, RANKS_FILE, hybrid_name, served_name
 from lexdpr_pipeline.evaluation.tracked import evaluate_tracked, system_slug
 from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
@@ -60,7 +60,8 @@ def test_one_tracked_evaluation(
     hybrids = {hybrid_name("rrf", FINE_TUNED), hybrid_name("weighted", FINE_TUNED)}
     assert hybrids == {"hybrid rrf (fine-tuned+bm25)", "hybrid weighted (fine-tuned+bm25)"}
     plain = {FINE_TUNED, BM25, *hybrids}  # compare_base=False: no zero-shot base
-    assert set(run.table["system"]) == plain | {f"{s} + linking" for s in plain}  # eval.citation_linking
+    linked = {f"{s} + linking" for s in plain}  # eval.citation_linking
+    assert set(run.table["system"]) == plain | linked | {served_name(FINE_TUNED)}  # + what search serves unfiltered
     assert run.corpus_size == mini_corpus.height and run.queries_per_split == {"valid": 4, "test": 5}
     out = store.report_path("evaluation")
     assert (

@@ -39,7 +39,8 @@ def test_run_writes_ranks_and_report(tiny_model_dir: Path, tmp_path: Path, mini_
     assert run.queries_per_split == {"valid": 4, "test": 5}
     assert run.skipped["missing"] == {"split without queries": 1}
     plain = {"tiny", BM25, "hybrid rrf (tiny+bm25)", "hybrid weighted (tiny+bm25)"}
-    assert set(run.table["system"]) == plain | {f"{s} + linking" for s in plain}
+    served = {"served, unfiltered (tiny+bm25)"}  # the engine's own choice by candidate sources (no source filter)
+    assert set(run.table["system"]) == plain | {f"{s} + linking" for s in plain} | served
     assert run.hybrid_parts == {"hybrid rrf (tiny+bm25)": ("tiny", BM25), "hybrid weighted (tiny+bm25)": ("tiny", BM25)}
     assert set(run.table.filter(pl.col("group") == "all")["split"]) == {"valid", "test"}
     assert (tmp_path / CHART_FILE).read_bytes()[:4] == b"\x89PNG"
@@ -62,7 +63,7 @@ def test_run_writes_ranks_and_report(tiny_model_dir: Path, tmp_path: Path, mini_
     assert len(below) == check.filter((pl.col("split") == "test") & ~pl.col("ge_parts")).height
     assert ("**Hybrid below a part**" in md) == bool(below)
     ranks = pl.read_parquet(run.ranks_path)
-    assert ranks.height == 8 * 9 and ranks["first_relevant_rank"].drop_nulls().min() >= 1
+    assert ranks.height == 9 * 9 and ranks["first_relevant_rank"].drop_nulls().min() >= 1
 
 
 def test_run_reuses_cached_passage_vectors(tiny_model_dir: Path, tmp_path: Path, mini_splits, mini_corpus) -> None:
