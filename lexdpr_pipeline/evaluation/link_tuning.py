@@ -23,6 +23,13 @@ law names) on the ``valid`` queries only and keeps, per source group of the gold
 ``all``, as :mod:`.fusion_tuning`), the best mean ``ndcg@10``. Ties go to the engine's default (``boost``, weight 1,
 no law names), then ``off``, then the grid order — so law names are kept only when they help on valid. A group
 without valid queries keeps the default (``valid_score`` None).
+
+The ``all`` group is what an unfiltered search applies to every query (the engine picks it for mixed candidates),
+so it answers to both kinds of answer at once: its choice is the best mean over all valid queries **among the
+candidates that keep each source group (``law``, ``prec``) within** :data:`ALL_MAX_GROUP_DROP` (2%) **of that group
+without linking** — the project's 2% rule. Lifting the statutes a 판시사항 cites above the decision it asks about
+wins overall (statute-answer queries outnumber the others) but costs precedent answers more than that; ``off``
+always qualifies. A bare reference still gets its document first (``search.linking.reference_only``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from lexdpr_pipeline.search.linking import (
 )
 
 LINK_WEIGHTS = (1.0, 0.5, 2.0)  # the default (1) first: ties go to it
+ALL_MAX_GROUP_DROP = 0.02  # the all group's choice keeps law and prec answers within 2% of no linking
 LINK_RRF_K = 60  # list mode's RRF k: the engine passes search.rrf_k, whose default this is
 LINKED_SUFFIX = " + linking"
 QueryLinks = dict[str, list[LinkedRef]]  # query id → its references, restricted to what the query may retrieve
@@ -280,7 +288,18 @@ def tune_linking(
             continue
         means = {c: sum(per_cand[c][q] for q in qids) / len(qids) for c in cands}
         order = {c: i for i, c in enumerate(cands)}
-        best = min(cands, key=lambda c: (-round(means[c], 12), order[c]))
+        allowed = cands
+        if group == ALL:  # every source group within the cap of its own score without linking (module doc)
+            parts = [members[g] for g in GROUPS if g != ALL and members[g]]
+            allowed = [
+                c
+                for c in cands
+                if all(
+                    sum(per_cand[c][q] for q in part) >= (1 - ALL_MAX_GROUP_DROP) * sum(off[q] for q in part) - 1e-12
+                    for part in parts
+                )
+            ] or [OFF if OFF in per_cand else cands[0]]
+        best = min(allowed, key=lambda c: (-round(means[c], 12), order[c]))
         mean_off = sum(off[q] for q in qids) / len(qids)
         by_group[group] = LinkChoice(best.mode, best.weight, best.law_names, means[best], mean_off, len(qids), n_linked)
     return LinkTuning(by_group, metric, tune_split)

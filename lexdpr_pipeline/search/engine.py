@@ -324,7 +324,7 @@ class SearchEngine:
                     if len(docs) < top_k and not exhausted:
                         next_fetch[qi] = k * _WIDEN
                     else:
-                        docs, cited = self._link(docs, links[qi], mode)
+                        docs, cited = self._link(docs, links[qi], mode, queries[qi])
                         results[qi] = self._hits(docs[:top_k], dense_r, bm25_r, threshold, cited)
             fetch = next_fetch
         return [results[i] for i in range(len(queries))]
@@ -361,13 +361,17 @@ class SearchEngine:
         return out
 
     def _link(
-        self, docs: list[tuple[int, float]], refs: list[linking.LinkedRef], mode: str
+        self, docs: list[tuple[int, float]], refs: list[linking.LinkedRef], mode: str, query: str = ""
     ) -> tuple[list[tuple[int, float]], dict[str, str]]:
         """Collapsed documents with the cited ones fused in (:func:`linking.apply_links`); a cited document no
         retriever returned comes with its first passage. Also: document → the citation that linked it."""
         if not any(r.doc_ids for r in refs):
             return docs, {}
         how, weight, law_names, rrf_k = self._link_settings(mode, docs)
+        if self.settings.citation_linking == "auto" and linking.reference_only(query, refs):
+            # The choice stored for descriptive queries (a light boost, or off, for mixed candidates) must not
+            # bury the one document a bare reference asks for: boost ≥ 1 puts it first.
+            how, weight = "boost", max(weight if how == "boost" else 0.0, 1.0)
         if how == "off":
             return docs, {}
         ranked = [self._doc[row] for row, _ in docs]

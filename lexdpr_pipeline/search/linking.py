@@ -443,6 +443,27 @@ def matched_references(links: Sequence[LinkedRef], *, law_names: bool = False) -
     return out
 
 
+# What may surround the references of a query that is only a reference: "대법원 2009. 1. 15. 선고 2008다12345 판결",
+# "민법 제750조 제1항", "같은 법 3조" — court, dates, 선고 / 판결 / 결정, 항 / 호 / 목 numbers, punctuation.
+_REFERENCE_FILLER = re.compile(
+    r"대법원|헌법재판소|고등법원|지방법원|선고|판결|결정|전원합의체|및|제?\s*\d+\s*(?:항|호|목|조)?|[^\w]|_"
+)
+
+
+def reference_only(query: str, links: Sequence[LinkedRef]) -> bool:
+    """Whether ``query`` is nothing but references (``민법 750조``, ``2008다12345``, ``국가배상법 제3조의2``) with at
+    least one resolved article or case: such a query asks for that document, which then comes first whatever the
+    linking chosen on valid for descriptive queries (``search.citation_linking: auto``)."""
+    if not exact_doc_ids(links):
+        return False
+    rest, end = [], 0
+    for r in sorted(links, key=lambda r: r.start):
+        rest.append(query[end : r.start])
+        end = max(end, r.end)
+    rest.append(query[end:])
+    return not _REFERENCE_FILLER.sub("", " ".join(rest)).strip()
+
+
 def restrict(links: Sequence[LinkedRef], keep: Callable[[str], bool]) -> list[LinkedRef]:
     """``links`` with only the documents ``keep`` allows (e.g. the search filters)."""
     return [dataclasses.replace(r, doc_ids=tuple(d for d in r.doc_ids if keep(d))) for r in links]

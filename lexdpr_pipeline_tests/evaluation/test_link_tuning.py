@@ -220,6 +220,32 @@ def test_tune_linking_reads_only_the_valid_split() -> None:
     assert no_valid.by_group["all"].candidate == DEFAULT_CANDIDATE
 
 
+def test_the_all_group_never_trades_one_source_for_the_other() -> None:
+    # Two statute-answer queries gain from their cited article C; one precedent-answer query cites the same article
+    # but asks for decision A, which linking pushes from rank 1 to rank 2.
+    doc_of, passages, ranked = _mapping_fixture()
+    ids = ["law1", "law2", "prec"]
+    q = EvalQueries(
+        "valid",
+        ids,
+        ["x", "y", "z"],
+        ["cross_law", "cross_law", "prec"],
+        {"law1": {"C#0", "C#1"}, "law2": {"C#0", "C#1"}, "prec": {"A#0", "A#1"}},
+        {i: set() for i in ids},
+        {"law1": "law", "law2": "law", "prec": "prec"},
+    )
+    links = {"valid": {i: [_ref("article", "C")] for i in ids}}
+    tuned = tune_linking({"valid": {i: ranked for i in ids}}, {"valid": q}, links, doc_of, passages)
+    # Per source group: statute answers take the boost, precedent answers turn it off …
+    assert tuned.by_group["law"].citation_linking != "off" and tuned.by_group["prec"].citation_linking == "off"
+    # … and the mixed-list choice, though the boost wins on the mean over all three, keeps the precedent answer.
+    chosen = tuned.by_group["all"]
+    assert chosen.citation_linking == "off" and chosen.valid_score == chosen.valid_score_off
+    boost = LinkCandidate("boost", 1.0)
+    loose = tune_linking({"valid": {i: ranked for i in ids}}, {"valid": q}, links, doc_of, passages, candidates=[boost])
+    assert loose.by_group["all"].valid_score > chosen.valid_score  # what the cap gives up: a better overall mean
+
+
 def test_the_report_shows_linking_per_query_type(tmp_path) -> None:
     corpus = _corpus()
     run = run_evaluation(
@@ -257,14 +283,19 @@ def _params(mode: str, how: str, weight: float = 1.0) -> FusionParams:
 def test_the_engine_uses_the_linking_chosen_on_valid_when_auto(slice_engine_parts) -> None:
     corpus = slice_engine_parts[0]
     law_id = corpus.filter(pl.col("law_name") == "국가배상법")["law_id"][0]
-    query, doc = "국가배상법 9조", f"law:{law_id}:9"
+    # A query that describes something around its reference (a bare reference always gets its document first).
+    query, doc = "공무원 사건에서 국가배상법 9조 적용 여부", f"law:{law_id}:9"
     off = _engine(slice_engine_parts, None, citation_linking="off").search(query, top_k=5)
     assert not off or off[0].doc_id != doc  # without linking it is not first: the assertions below can fail
 
     chosen_off = _engine(slice_engine_parts, _params("bm25", "off"), citation_linking="auto").search(query, top_k=5)
     assert [h.to_dict() for h in chosen_off] == [h.to_dict() for h in off]
+    bare = _engine(slice_engine_parts, _params("bm25", "off"), citation_linking="auto").search(
+        "국가배상법 9조", top_k=5
+    )
+    assert bare[0].doc_id == doc and bare[0].matched_reference == "국가배상법 9조"
     chosen_boost = _engine(slice_engine_parts, _params("bm25", "boost"), citation_linking="auto").search(query, top_k=5)
-    assert chosen_boost[0].doc_id == doc and chosen_boost[0].matched_reference == query
+    assert chosen_boost[0].doc_id == doc and chosen_boost[0].matched_reference == "국가배상법 9조"
     # a choice stored for another mode does not apply to bm25: nothing chosen → the boost default
     other_mode = _engine(slice_engine_parts, _params("dense", "off"), citation_linking="auto").search(query, top_k=5)
     assert other_mode[0].doc_id == doc

@@ -10,12 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lexdpr_pipeline.api.app import create_app
+from lexdpr_pipeline.artifacts import FusionParams
 from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import embed_corpus
 from lexdpr_pipeline.index.faiss_index import DenseIndex, IndexSpec
 from lexdpr_pipeline.models.biencoder import BiEncoder
 from lexdpr_pipeline.search.engine import SearchEngine, SearchFilters
-from lexdpr_pipeline.search.linking import LinkedRef, QueryLinker, apply_links, matched_references
+from lexdpr_pipeline.search.linking import LinkedRef, QueryLinker, apply_links, matched_references, reference_only
 from lexdpr_pipeline.settings import SearchSettings, Settings
 from lexdpr_pipeline_tests.api.tiny_index import build_tiny_index
 from lexdpr_pipeline_tests.index.corpus_slice import corpus_slice
@@ -254,6 +255,59 @@ def test_a_reference_only_query_returns_that_document_first(parts, mode: str) ->
         assert all(h.matched_reference is None for h in plain)
         moved += not plain or plain[0].doc_id != doc
     assert moved > 0  # without linking the cited document is not always first: the test would notice
+
+
+def _stored(choice: dict) -> FusionParams:
+    """Stored choices (as model_evaluation writes them) with ``choice`` as the linking of every mode and group."""
+    groups = ("law", "prec", "all")
+    fusion = {g: {"fusion": "rrf", "rrf_k": 60, "dense_weight": 0.5} for g in groups}
+    linking = {m: {g: dict(choice) for g in groups} for m in ("dense", "bm25", "rrf", "weighted")}
+    return FusionParams(model_version="v", by_source=fusion, linking=linking)
+
+
+@pytest.mark.parametrize(
+    "stored", [{"citation_linking": "off"}, {"citation_linking": "boost", "link_weight": 0.01}], ids=["off", "light"]
+)
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_auto_linking_still_puts_the_document_a_bare_reference_asks_for_first(parts, mode: str, stored: dict) -> None:
+    choice = {"citation_linking": "off", "link_weight": 1.0, "link_law_names": False, **stored}
+    auto = _engine(parts, citation_linking="auto", fusion="auto")
+    auto.fusion_params = _stored(choice)
+    off = _engine(parts, citation_linking="off")
+    corpus = parts[0]
+    moved = 0
+    for query, doc in _reference_queries(corpus):
+        assert reference_only(query, auto.linker.link(query))
+        hits = auto.search(query, top_k=5, mode=mode)
+        assert hits[0].doc_id == doc and hits[0].matched_reference == query
+        plain = off.search(query, top_k=5, mode=mode)
+        moved += not plain or plain[0].doc_id != doc
+    assert moved > 0  # the stored choice alone would not put every one first: the rule is what does
+    # A query that describes an issue around its reference keeps the stored choice (here: unchanged by "off").
+    law_id = corpus.filter(pl.col("law_name") == "국가배상법")["law_id"][0]
+    described = "공무원의 직무상 불법행위로 인한 국가배상법 제2조의 손해배상 책임"
+    refs = auto.linker.link(described)
+    assert any(f"law:{law_id}:2" in r.doc_ids for r in refs) and not reference_only(described, refs)
+    if choice["citation_linking"] == "off":
+        assert [h.doc_id for h in auto.search(described, top_k=8, mode=mode)] == [
+            h.doc_id for h in off.search(described, top_k=8, mode=mode)
+        ]
+
+
+def test_reference_only_reads_the_text_around_the_references() -> None:
+    def ref(query: str, text: str, doc: str = "law:1:750") -> list[LinkedRef]:
+        start = query.find(text)
+        return [LinkedRef(text, start, start + len(text), "article", (doc,), "resolved")]
+
+    assert reference_only("민법 750조", ref("민법 750조", "민법 750조"))
+    assert reference_only("민법 제750조 제1항", ref("민법 제750조 제1항", "민법 제750조"))
+    case = "대법원 2009. 1. 15. 선고 2008다12345 판결"
+    assert reference_only(case, ref(case, "2008다12345", "prec:1"))
+    assert not reference_only("불법행위에 관한 민법 제750조", ref("불법행위에 관한 민법 제750조", "민법 제750조"))
+    assert not reference_only("민법 제750조의 해석", ref("민법 제750조의 해석", "민법 제750조"))
+    unresolved = [LinkedRef("민법 제9999조", 0, 9, "article", (), "article_not_in_law")]
+    assert not reference_only("민법 제9999조", unresolved)
+    assert not reference_only("민법", [LinkedRef("민법", 0, 2, "law_name", ("law:1:1",), "resolved")])
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
