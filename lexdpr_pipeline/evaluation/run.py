@@ -420,7 +420,9 @@ def served_rankings(
     filter) returns: the engine picks the stored choices by the sources of a query's **candidates**, not by what the
     answer is — fusion by the dense and BM25 candidates (mixed on the whole corpus: the ``all`` choice), linking by
     the fused list's. The per-type rows instead apply the choice of the answer's source group: the choice a search
-    filtered to that source (a 법령 or 판례 tab) applies, though there its candidates are that source alone."""
+    filtered to that source (a 법령 or 판례 tab) applies, though there its candidates are that source alone. The
+    engine's one other rule, a bare reference's document first (``linking.reference_only``), is left out: evaluation
+    queries are 판시사항, descriptions rather than bare references."""
     doc_of, passages_of = doc_passages(corpus)
     out: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
     for name, tuning in fusion.items():
