@@ -66,6 +66,7 @@ from lexdpr_pipeline.evaluation.scoring import PER_QUERY_SCHEMA, evaluate_system
 from lexdpr_pipeline.index.bm25 import BM25Index
 from lexdpr_pipeline.index.embeddings import EmbeddingCache
 from lexdpr_pipeline.models.biencoder import BiEncoder
+from lexdpr_pipeline.search.fusion import candidate_group
 from lexdpr_pipeline.search.linking import QueryLinker
 from lexdpr_pipeline.settings import EvalSettings
 from lexdpr_pipeline.storage import write_parquet
@@ -277,15 +278,15 @@ def run_evaluation(
     linked: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
     shares = None
     served: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
+    doc_of, passages_of = doc_passages(corpus)  # linking, the served rows and the document view all map with it
     if plan.citation_linking and rankings[queries[0].split]:
         t0 = time.perf_counter()
-        linking, linked, shares, links = _add_linking(rankings, queries, corpus, plan.depth)
+        linking, linked, shares, links = _add_linking(rankings, queries, corpus, doc_of, passages_of, plan.depth)
         timings["linking_s"] = time.perf_counter() - t0
         if fusion:
-            served = served_rankings(rankings, queries, fusion, linking, links, corpus, plan.depth)
+            served = served_rankings(rankings, queries, fusion, linking, links, doc_of, passages_of, plan.depth)
 
     tables, ranks, doc_tables = [], [], []
-    doc_of, _ = doc_passages(corpus)
     for q in queries:
         systems: dict[str, Rankings] = {}
         for name, scored in rankings[q.split].items():
@@ -373,6 +374,8 @@ def _add_linking(
     rankings: dict[str, dict[str, ScoredRankings]],
     queries: list[EvalQueries],
     corpus: pl.DataFrame,
+    doc_of: Mapping[str, str],
+    passages_of: Mapping[str, list[str]],
     depth: int,
 ) -> tuple[dict[str, LinkTuning], dict[str, dict[str, Rankings]], pl.DataFrame, dict[str, QueryLinks]]:
     """Per system: the linking chosen on valid (never on test) and its ``+ linking`` rankings on every split (each
@@ -381,7 +384,6 @@ def _add_linking(
     needed = ("law_id", "law_name", "article_key", "case_no")  # a hand-made corpus may lack them: nothing links
     frame = corpus.with_columns([pl.lit(None, pl.String).alias(c) for c in needed if c not in corpus.columns])
     linker = QueryLinker.from_corpus(frame)  # what the systems search, as the engine builds it from its corpus
-    doc_of, passages_of = doc_passages(corpus)
     by_split = {q.split: q for q in queries}
     links = {q.split: query_links(linker, q, passages_of) for q in queries}
     tunings: dict[str, LinkTuning] = {}
@@ -398,22 +400,14 @@ def _add_linking(
     return tunings, linked, shares, links
 
 
-def _candidate_group(passage_ids: Iterable[str]) -> str:
-    """The engine's source group of a candidate list (``SearchEngine._source_group``): all precedents → ``prec``,
-    all statute/admin-rule articles → ``law``, mixed or none → ``all``."""
-    sources = {source_of_passage(p) for p in passage_ids}
-    if sources == {"prec"}:
-        return "prec"
-    return "law" if sources and sources <= {"law", "admrul"} else ALL
-
-
 def served_rankings(
     rankings: dict[str, dict[str, ScoredRankings]],
     queries: list[EvalQueries],
     fusion: Mapping[str, FusionTuning],
     linking: Mapping[str, LinkTuning],
     links: Mapping[str, QueryLinks],
-    corpus: pl.DataFrame,
+    doc_of: Mapping[str, str],
+    passages_of: Mapping[str, list[str]],
     depth: int,
 ) -> dict[str, dict[str, Rankings]]:
     """Per dense model, what ``lex-dpr search`` (``search.fusion: auto``, ``citation_linking: auto``, no source
@@ -423,23 +417,29 @@ def served_rankings(
     filtered to that source (a 법령 or 판례 tab) applies, though there its candidates are that source alone. The
     engine's one other rule, a bare reference's document first (``linking.reference_only``), is left out: evaluation
     queries are 판시사항, descriptions rather than bare references."""
-    doc_of, passages_of = doc_passages(corpus)
     out: dict[str, dict[str, Rankings]] = {q.split: {} for q in queries}
     for name, tuning in fusion.items():
         for q in queries:
             dense, bm25 = rankings[q.split][name], rankings[q.split][BM25]
-            groups = {qid: _candidate_group([p for p, _ in (*dense.get(qid, []), *bm25.get(qid, []))]) for qid in q.ids}
-            fused = fused_rankings(dense, bm25, lambda qid, g=groups, t=tuning: _served_choice(t, g[qid]), 2 * depth)
+            fusion_of = {
+                qid: _served_choice(tuning, _candidate_group((*dense.get(qid, []), *bm25.get(qid, []))))
+                for qid in q.ids
+            }
+            fused = fused_rankings(dense, bm25, fusion_of.__getitem__, 2 * depth)
             choice: dict[str, LinkCandidate] = {}
             for qid in q.ids:
-                method = _served_choice(tuning, groups[qid]).fusion
-                by_group = linking[hybrid_name(method, name)].by_group
-                group = _candidate_group(p for p, _ in fused.get(qid, []))
+                by_group = linking[hybrid_name(fusion_of[qid].fusion, name)].by_group
+                group = _candidate_group(fused.get(qid, []))
                 choice[qid] = (by_group.get(group) or by_group[ALL]).candidate
             out[q.split][served_name(name)] = linked_rankings(
                 fused, q, links[q.split], choice, doc_of, passages_of, depth
             )
     return out
+
+
+def _candidate_group(scored: Iterable[tuple[str, float]]) -> str:
+    """The engine's source group (:func:`~lexdpr_pipeline.search.fusion.candidate_group`) of scored candidates."""
+    return candidate_group(source_of_passage(p) for p, _ in scored)
 
 
 def _served_choice(tuning: FusionTuning, group: str) -> Choice:

@@ -410,12 +410,8 @@ class SearchEngine:
         )
 
     def _source_group(self, rows: Iterable[int]) -> str:
-        """The source group of candidate rows whose stored choices apply (fusion, linking): all precedents → ``prec``,
-        all statute/admin-rule articles → ``law``, mixed (or none) → ``all``."""
-        sources = {self._source[row] for row in rows}
-        if sources == {"prec"}:
-            return "prec"
-        return "law" if sources and sources <= {"law", "admrul"} else "all"
+        """The source group of candidate rows whose stored choices apply (:func:`fusion.candidate_group`)."""
+        return fusion.candidate_group(self._source[row] for row in rows)
 
     def _mode(self, mode: str | None) -> str:
         mode = mode or self.default_mode

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -42,3 +42,12 @@ def weighted(dense: Mapping[K, float], bm25: Mapping[K, float], dense_weight: fl
         raise ValueError(f"dense_weight must be in [0, 1], got {dense_weight}")
     d, b = minmax(dense), minmax(bm25)
     return {key: dense_weight * d.get(key, 0.0) + (1.0 - dense_weight) * b.get(key, 0.0) for key in d.keys() | b.keys()}
+
+
+def candidate_group(sources: Iterable[str]) -> str:
+    """Which stored choice (fusion, linking) applies to a candidate list, by its passages' sources: all precedents →
+    ``prec``, all statute/admin-rule articles → ``law``, mixed or none → ``all``."""
+    found = set(sources)
+    if found == {"prec"}:
+        return "prec"
+    return "law" if found and found <= {"law", "admrul"} else "all"

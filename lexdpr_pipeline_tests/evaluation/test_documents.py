@@ -96,6 +96,7 @@ def _no_linking():
 
 
 def test_served_rankings_pick_the_choice_by_the_candidates_sources_like_the_engine(mini_corpus) -> None:
+    from lexdpr_pipeline.evaluation.link_tuning import doc_passages
     from lexdpr_pipeline.evaluation.run import hybrid_name, served_name, served_rankings
 
     # Both queries want decision 10's 판결요지. Dense prefers a statute / decision 20, BM25 prefers the answer.
@@ -113,9 +114,9 @@ def test_served_rankings_pick_the_choice_by_the_candidates_sources_like_the_engi
     # The prec group trusts BM25 (dense weight 0.1), the all group trusts dense (0.9).
     tuning = _tuning(law=0.9, prec=0.1, all_=0.9)
     linking = {hybrid_name("weighted", "tiny"): _no_linking()}
-    out = served_rankings(
-        {"test": {"tiny": dense, BM25: bm25}}, [q], {"tiny": tuning}, linking, {"test": {}}, mini_corpus, 10
-    )
+    doc_of, passages_of = doc_passages(mini_corpus)
+    rankings = {"test": {"tiny": dense, BM25: bm25}}
+    out = served_rankings(rankings, [q], {"tiny": tuning}, linking, {"test": {}}, doc_of, passages_of, 10)
     served = out["test"][served_name("tiny")]
     # Mixed candidates → the all choice (dense-led): the statute comes first although the answer is a decision.
     assert served["mixed"][0] == "law:1:750"
