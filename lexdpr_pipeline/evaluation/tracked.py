@@ -75,14 +75,30 @@ class ModelRef:
         return cls(model.name, model.load_target(), model.content_hash)
 
     @classmethod
-    def folder(cls, path: Path | str) -> ModelRef:
-        """A model folder given by path (``lex-dpr eval --model``): versioned by its files, as ``embed.model``."""
+    def folder(cls, path: Path | str, store: ArtifactStore | None = None) -> ModelRef:
+        """A model folder given by path (``lex-dpr eval --model``): versioned by its files, as ``embed.model``. A
+        trained model of ``store`` (``<trained root>/<key>/model``, its training metadata naming that key) keeps the
+        content key its ``trained_model`` manifest carries, so its evaluations and the pipeline's share one embedding
+        cache and one set of stored fusion choices instead of encoding the corpus once per name."""
         from lexdpr_pipeline.models.resolve import folder_version
 
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"{path} is not a model folder")
-        return cls(str(folder), str(folder.resolve()), folder_version(folder))
+        key = _store_key(folder.resolve(), store) if store is not None else None
+        return cls(str(folder), str(folder.resolve()), key or folder_version(folder))
+
+
+def _store_key(folder: Path, store: ArtifactStore) -> str | None:
+    """The content key of a trained model folder of ``store``; None for any other folder, or when the folder's
+    training metadata names a key that is not its own (content-addressed folders are never edited in place)."""
+    from lexdpr_pipeline.models.training import read_training_metadata
+
+    root = store.root(Kind.TRAINED_MODEL).resolve()
+    if folder.name != "model" or folder.parent.parent != root:
+        return None
+    key = str((read_training_metadata(folder) or {}).get("content_key") or "")
+    return key if key and store.folder(Kind.TRAINED_MODEL, key).resolve() == folder.parent else None
 
 
 @dataclass
@@ -250,9 +266,9 @@ def evaluate_model_folder(
     """``lex-dpr eval --model PATH [--base PATH]``: any model folder against the base model (``--base``, else the
     stored ``base_model``) and BM25, with the same plan, queries and corpus as ``model_evaluation`` (the stored
     ``dataset_splits`` and ``merged_corpus``)."""
-    model = ModelRef.folder(model_path)
+    model = ModelRef.folder(model_path, store)
     if base_path is not None:
-        base: ModelRef | BaseModelManifest | None = ModelRef.folder(base_path)
+        base: ModelRef | BaseModelManifest | None = ModelRef.folder(base_path, store)
     else:
         base = store.find_manifest("base_model", BaseModelManifest)
         if base is None and eval_cfg.compare_base:

@@ -232,6 +232,7 @@ def train_tracked(
             validate,
             target,
             manifest,
+            key=key,
             run_name=run_name or f"interpolate {key[:8]}",
             tags={"model_content_hash": key, "lexdpr.kind": "training", **caller_tags},
             parent_run_id=parent_run_id,
@@ -345,13 +346,15 @@ def _derive_mix(
     target: Any,
     manifest: Callable[[str | None, str | None], TrainedModelManifest],
     *,
+    key: str,
     run_name: str,
     tags: Mapping[str, str],
     parent_run_id: str | None,
     params: Mapping[str, Any] | None,
     log: logging.Logger,
 ) -> TrackedTraining:
-    """The model of ``train`` as its interpolate-1 twin mixed with the base (see :func:`mix_is_derivable`)."""
+    """The model of ``train`` as its interpolate-1 twin mixed with the base (see :func:`mix_is_derivable`), stored
+    under its own content ``key``."""
     from lexdpr_pipeline.models.biencoder import BiEncoder
 
     twin_meta = read_training_metadata(twin_model) or {}
@@ -375,6 +378,7 @@ def _derive_mix(
         final = validate(BiEncoder.load(model_dir))
         meta = read_training_metadata(model_dir) or {}
         meta.update(
+            content_key=key,  # the mix's own key (the copied twin metadata names the twin's)
             training_args=train.model_dump(mode="json"),
             final_validation=final,
             mlflow_run_id=handle.run_id,

@@ -15,6 +15,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from lexdpr_pipeline.artifacts import ArtifactStore, BaseModelManifest
+from lexdpr_pipeline.evaluation.tracked import ModelRef
 from lexdpr_pipeline.models import tracked
 from lexdpr_pipeline.models.biencoder import ADAPTER_FILE, BiEncoder, Template
 from lexdpr_pipeline.models.interpolate import (
@@ -31,6 +32,7 @@ from lexdpr_pipeline.models.losses import (
     frozen_base,
     row_keys,
 )
+from lexdpr_pipeline.models.resolve import folder_version
 from lexdpr_pipeline.models.tracked import model_key, train_tracked
 from lexdpr_pipeline.models.training import TRAINING_FILE, read_training_metadata, train_biencoder, training_rows
 from lexdpr_pipeline.settings import EvalSettings, Settings, TrackingSettings, TrainSettings
@@ -386,6 +388,11 @@ def test_train_tracked_derives_an_interpolation_from_its_finished_twin(
     assert meta["mlflow_run_id"] == mixed.mlflow_run_id != twin.mlflow_run_id
     tags = mlflow.MlflowClient(tracking.tracking_uri).get_run(mixed.mlflow_run_id).data.tags
     assert tags["lexdpr.derived_from"] == str(twin.model_dir)
+    # `lex-dpr eval --model <a store folder>` keys caches by the manifest's key, the mix's own (not the twin's)
+    assert meta["content_key"] == mixed.manifest.content_hash != twin.manifest.content_hash
+    assert ModelRef.folder(mixed.model_dir, store).version == mixed.manifest.content_hash
+    assert ModelRef.folder(twin.model_dir, store).version == twin.manifest.content_hash
+    assert ModelRef.folder(tiny_model_dir, store).version == folder_version(tiny_model_dir)  # not a store folder
     # checkpoints picked by validation: the mix is not the twin's, so it must train
     with pytest.raises(AssertionError, match="trained although"):
         train_tracked(cfg.model_copy(update={"interpolate": 0.5, "eval_steps": 1}), EvalSettings(batch_size=8), **run)
